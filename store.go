@@ -1,0 +1,164 @@
+package keyhold
+
+import (
+	"context"
+	"time"
+)
+
+// Store keeps Keyhold's state. The sqlite and postgres packages implement it
+// and pass the same conformance suite (storetest). Every method returns an
+// *Error: ENotFound for a missing row, EConflict for a duplicate key. Names of
+// resource groups, resources, providers and features compare
+// case-insensitively, as ARM compares them; ids keep the case they were
+// created with.
+type Store interface {
+	TenantStore
+	PrincipalStore
+	SubscriptionStore
+	ResourceGroupStore
+	RegistrationStore
+	RoleAssignmentStore
+	ResourceStore
+	AuditStore
+	SettingStore
+
+	// InTx runs fn in one transaction: every call fn makes on tx commits
+	// together, or none does if fn returns an error or panics.
+	InTx(ctx context.Context, fn func(tx Store) error) error
+	// Close releases the store's connections.
+	Close() error
+}
+
+// TenantStore keeps tenants.
+type TenantStore interface {
+	CreateTenant(ctx context.Context, t *Tenant) error
+	GetTenant(ctx context.Context, id string) (*Tenant, error)
+	ListTenants(ctx context.Context) ([]*Tenant, error)
+}
+
+// PrincipalFilter selects principals; empty fields match everything.
+type PrincipalFilter struct {
+	TenantID          string
+	Type              PrincipalType
+	UserPrincipalName string // case-insensitive
+	AppID             string
+	ResourceID        string // case-insensitive
+}
+
+// PrincipalStore keeps principals, their credentials and group memberships.
+type PrincipalStore interface {
+	CreatePrincipal(ctx context.Context, p *Principal) error
+	GetPrincipal(ctx context.Context, id string) (*Principal, error)
+	FindPrincipals(ctx context.Context, f PrincipalFilter) ([]*Principal, error)
+	// UpdatePrincipal replaces the mutable fields: DisplayName, DirectoryRoles, Disabled.
+	UpdatePrincipal(ctx context.Context, p *Principal) error
+	// DeletePrincipal deletes the principal, its credentials, memberships and role assignments.
+	DeletePrincipal(ctx context.Context, id string) error
+
+	AddCredential(ctx context.Context, c *Credential) error
+	ListCredentials(ctx context.Context, principalID string) ([]*Credential, error)
+	DeleteCredential(ctx context.Context, principalID, id string) error
+
+	AddGroupMember(ctx context.Context, groupID, memberID string) error
+	RemoveGroupMember(ctx context.Context, groupID, memberID string) error
+	ListGroupMembers(ctx context.Context, groupID string) ([]string, error)
+	// ListMemberships returns the ids of the groups memberID belongs to directly.
+	ListMemberships(ctx context.Context, memberID string) ([]string, error)
+}
+
+// SubscriptionStore keeps subscriptions.
+type SubscriptionStore interface {
+	CreateSubscription(ctx context.Context, s *Subscription) error
+	GetSubscription(ctx context.Context, id string) (*Subscription, error)
+	ListSubscriptions(ctx context.Context, tenantID string) ([]*Subscription, error)
+}
+
+// ResourceGroupStore keeps resource groups.
+type ResourceGroupStore interface {
+	// PutResourceGroup creates the group or replaces its location, tags and
+	// state; the stored name keeps the case of the first PUT.
+	PutResourceGroup(ctx context.Context, g *ResourceGroup) error
+	GetResourceGroup(ctx context.Context, subscriptionID, name string) (*ResourceGroup, error)
+	ListResourceGroups(ctx context.Context, subscriptionID string) ([]*ResourceGroup, error)
+	DeleteResourceGroup(ctx context.Context, subscriptionID, name string) error
+}
+
+// RegistrationStore keeps resource provider and feature registrations. A
+// namespace or feature never registered is ENotFound; callers treat it as
+// NotRegistered.
+type RegistrationStore interface {
+	PutProviderRegistration(ctx context.Context, r *ProviderRegistration) error
+	GetProviderRegistration(ctx context.Context, subscriptionID, namespace string) (*ProviderRegistration, error)
+	ListProviderRegistrations(ctx context.Context, subscriptionID string) ([]*ProviderRegistration, error)
+
+	PutFeatureRegistration(ctx context.Context, f *FeatureRegistration) error
+	GetFeatureRegistration(ctx context.Context, subscriptionID, namespace, name string) (*FeatureRegistration, error)
+	// ListFeatureRegistrations lists a subscription's features; namespace "" lists all.
+	ListFeatureRegistrations(ctx context.Context, subscriptionID, namespace string) ([]*FeatureRegistration, error)
+}
+
+// RoleAssignmentFilter selects role assignments; empty fields match everything.
+type RoleAssignmentFilter struct {
+	TenantID    string
+	PrincipalID string
+	Scope       string // exact scope, case-insensitive
+	ScopePrefix string // the scope and everything below it, case-insensitive
+}
+
+// RoleAssignmentStore keeps role assignments.
+type RoleAssignmentStore interface {
+	// CreateRoleAssignment returns EConflict if the name is taken.
+	CreateRoleAssignment(ctx context.Context, a *RoleAssignment) error
+	GetRoleAssignment(ctx context.Context, name string) (*RoleAssignment, error)
+	DeleteRoleAssignment(ctx context.Context, name string) error
+	ListRoleAssignments(ctx context.Context, f RoleAssignmentFilter) ([]*RoleAssignment, error)
+}
+
+// ResourceFilter selects resources; empty fields match everything.
+type ResourceFilter struct {
+	SubscriptionID string
+	ResourceGroup  string // case-insensitive
+	Type           string // case-insensitive
+}
+
+// ResourceStore keeps resource-manager resources of every type.
+type ResourceStore interface {
+	// PutResource creates or replaces the resource with r.ID (case-insensitive).
+	PutResource(ctx context.Context, r *Resource) error
+	GetResource(ctx context.Context, id string) (*Resource, error)
+	DeleteResource(ctx context.Context, id string) error
+	// ListResources returns resources ordered by id.
+	ListResources(ctx context.Context, f ResourceFilter) ([]*Resource, error)
+}
+
+// AuditFilter selects audit records; zero fields match everything.
+type AuditFilter struct {
+	TenantID    string
+	PrincipalID string
+	ScopePrefix string // the scope and everything below it, case-insensitive
+	Since       time.Time
+	Until       time.Time
+	AfterSeq    int64 // records with Seq > AfterSeq
+	Limit       int   // 0 means no limit
+}
+
+// AuditStore keeps the append-only, hash-chained audit log.
+type AuditStore interface {
+	// AppendAudit assigns r the next Seq, links it to the last record
+	// (PrevHash), sets r.Hash = r.ComputeHash() and stores it, atomically
+	// with respect to other appenders in any process.
+	AppendAudit(ctx context.Context, r *AuditRecord) error
+	// ListAudit returns matching records in ascending Seq order.
+	ListAudit(ctx context.Context, f AuditFilter) ([]*AuditRecord, error)
+}
+
+// SettingStore keeps server settings and sealed secrets (signing keys, the CA
+// key) by name. Values are opaque bytes; secrets are encrypted by the caller
+// before they get here.
+type SettingStore interface {
+	GetSetting(ctx context.Context, name string) ([]byte, error)
+	PutSetting(ctx context.Context, name string, value []byte) error
+	// CreateSetting stores value only if name is unset; it returns EConflict
+	// otherwise, so that concurrent first starts agree on one value.
+	CreateSetting(ctx context.Context, name string, value []byte) error
+}
