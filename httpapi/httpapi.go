@@ -211,3 +211,33 @@ func Logger(ctx context.Context) *slog.Logger {
 	}
 	return slog.New(slog.DiscardHandler)
 }
+
+// Info describes what a request did, for the audit log and the access log.
+// Routers fill it in once they know the action and scope.
+type Info struct {
+	Action string // e.g. Microsoft.Resources/subscriptions/resourceGroups/write
+	Scope  string // the resource id or scope acted on
+	Detail string // optional words for the audit record; never a secret
+}
+
+const infoKey ctxKey = 100
+
+// WithInfo returns a context carrying a fresh *Info that Annotate fills in.
+func WithInfo(ctx context.Context) (context.Context, *Info) {
+	i := &Info{}
+	return context.WithValue(ctx, infoKey, i), i
+}
+
+// Annotate records the action and scope of the current request, if the
+// request carries an *Info.
+func Annotate(ctx context.Context, action, scope string) {
+	if i, ok := ctx.Value(infoKey).(*Info); ok {
+		i.Action, i.Scope = action, scope
+	}
+}
+
+// InfoFrom returns the *Info carried by ctx, or nil.
+func InfoFrom(ctx context.Context) *Info {
+	i, _ := ctx.Value(infoKey).(*Info)
+	return i
+}
