@@ -138,7 +138,8 @@ func Unmarshal(body []byte, v any, detail string) error {
 		var te *json.UnmarshalTypeError
 		switch {
 		case errors.As(err, &se):
-			off = se.Offset
+			off = max(se.Offset-1, 0) // Offset counts the offending byte
+
 		case errors.As(err, &te):
 			off = te.Offset
 			msg := fmt.Sprintf("the value at '%s' must be of type %s, not %s", te.Field, jsonKind(te.Type.Kind().String()), te.Value)
