@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"flag"
+
+	"github.com/keyhold/keyhold/client"
+)
+
+func providerCommand() *command {
+	return &command{
+		name:    "provider",
+		summary: "list resource providers and register the subscription for them",
+		examples: []string{
+			"keyhold provider list",
+			"keyhold provider register --namespace Microsoft.PowerPlatform --wait",
+		},
+		subs: []*command{providerList(), providerShow(), providerRegister(true), providerRegister(false)},
+	}
+}
+
+func providerTable(ps []client.Provider) table {
+	t := table{header: []string{"NAMESPACE", "REGISTRATION STATE"}}
+	for _, p := range ps {
+		t.rows = append(t.rows, []string{p.Namespace, p.RegistrationState})
+	}
+	return t
+}
+
+func providerList() *command {
+	return &command{
+		name:     "list",
+		summary:  "list resource providers and the subscription's registration of each",
+		examples: []string{"keyhold provider list", "keyhold provider list -o json"},
+		run: func(ctx context.Context, a *app, args []string) error {
+			if len(args) > 0 {
+				return usagef("unexpected argument %q", args[0])
+			}
+			c, s, err := a.connect()
+			if err != nil {
+				return err
+			}
+			sub, err := s.sub()
+			if err != nil {
+				return err
+			}
+			ps, err := c.ListProviders(ctx, sub)
+			if err != nil {
+				return err
+			}
+			return a.print(orEmpty(ps), func() table { return providerTable(ps) })
+		},
+	}
+}
+
+func providerShow() *command {
+	var ns string
+	return &command{
+		name:     "show",
+		summary:  "show a resource provider",
+		args:     "--namespace NAMESPACE [flags]",
+		examples: []string{"keyhold provider show --namespace Microsoft.KeyVault"},
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&ns, "namespace", "", "provider `NAMESPACE`, such as Microsoft.PowerPlatform")
+		},
+		run: func(ctx context.Context, a *app, args []string) error {
+			ns, err := nameArg(ns, args, "--namespace")
+			if err != nil {
+				return err
+			}
+			c, s, err := a.connect()
+			if err != nil {
+				return err
+			}
+			sub, err := s.sub()
+			if err != nil {
+				return err
+			}
+			p, err := c.GetProvider(ctx, sub, ns)
+			if err != nil {
+				return err
+			}
+			return a.print(p, func() table { return providerTable([]client.Provider{*p}) })
+		},
+	}
+}
+
+// providerRegister is the register command, or unregister if !register.
+func providerRegister(register bool) *command {
+	var ns string
+	var wait bool
+	c := &command{
+		name:     "register",
+		summary:  "register the subscription for a resource provider",
+		args:     "--namespace NAMESPACE [--wait] [flags]",
+		examples: []string{"keyhold provider register --namespace Microsoft.PowerPlatform --wait"},
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&ns, "namespace", "", "provider `NAMESPACE`, such as Microsoft.PowerPlatform")
+			fs.BoolVar(&wait, "wait", false, "wait until the registration is done")
+		},
+	}
+	verb, final := "registering", "Registered"
+	if !register {
+		c.name, c.summary = "unregister", "unregister the subscription from a resource provider"
+		c.examples = []string{"keyhold provider unregister --namespace Microsoft.PowerPlatform --wait"}
+		verb, final = "unregistering", "Unregistered"
+	}
+	c.run = func(ctx context.Context, a *app, args []string) error {
+		ns, err := nameArg(ns, args, "--namespace")
+		if err != nil {
+			return err
+		}
+		cl, s, err := a.connect()
+		if err != nil {
+			return err
+		}
+		sub, err := s.sub()
+		if err != nil {
+			return err
+		}
+		pr := a.progress(verb + " " + ns)
+		var p *client.Provider
+		if register {
+			p, err = cl.RegisterProvider(ctx, sub, ns, wait, pr.tick)
+		} else {
+			p, err = cl.UnregisterProvider(ctx, sub, ns, wait, pr.tick)
+		}
+		pr.done()
+		if err != nil {
+			return err
+		}
+		if !wait && p.RegistrationState != final {
+			a.say("%s is %s; run 'keyhold provider show --namespace %s' to follow it, or use --wait.", ns, p.RegistrationState, ns)
+		}
+		return a.print(p, func() table { return providerTable([]client.Provider{*p}) })
+	}
+	return c
+}
