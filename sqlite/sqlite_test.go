@@ -1,0 +1,152 @@
+package sqlite_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/sqlite"
+	"github.com/keyhold/keyhold/sqlstore"
+	"github.com/keyhold/keyhold/storetest"
+)
+
+func open(t *testing.T, path string) keyhold.Store {
+	t.Helper()
+	s, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatalf("Open(%s): %v", path, err)
+	}
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) keyhold.Store {
+		s := open(t, filepath.Join(t.TempDir(), "keyhold.db"))
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
+
+func TestPersist(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keyhold.db")
+	storetest.Persist(t, open(t, path), func() keyhold.Store { return open(t, path) })
+}
+
+func TestFileMode(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", "keyhold.db")
+	s := open(t, path)
+	defer s.Close()
+	if err := s.PutSetting(context.Background(), "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{path, path + "-wal"} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := fi.Mode().Perm(), os.FileMode(0o600); got != want {
+			t.Errorf("%s: mode %v, want %v", filepath.Base(p), got, want)
+		}
+	}
+}
+
+func TestOpenRejects(t *testing.T) {
+	for _, path := range []string{"", ":memory:", "file::memory:"} {
+		_, err := sqlite.Open(context.Background(), path)
+		if got := keyhold.ErrorCode(err); got != keyhold.EInvalid {
+			t.Errorf("Open(%q): got %v, want EInvalid", path, err)
+		}
+	}
+	// A directory where the file should be is an internal error, not a panic.
+	_, err := sqlite.Open(context.Background(), t.TempDir())
+	if got := keyhold.ErrorCode(err); got != keyhold.EInternal {
+		t.Errorf("Open(dir): got %v, want EInternal", err)
+	}
+}
+
+// TestMigrationsIdempotent reopens a database several times, at once and in
+// turn: each migration is recorded once and the schema is intact.
+func TestMigrationsIdempotent(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "keyhold.db")
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	stores := make([]keyhold.Store, 4)
+	for i := range stores {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			stores[i], errs[i] = sqlite.Open(ctx, path)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("concurrent Open #%d: %v", i, err)
+		}
+		stores[i].Close()
+	}
+	s := open(t, path)
+	defer s.Close()
+	db := s.(*sqlstore.Store).DB()
+	ms, err := sqlstore.LoadMigrations(os.DirFS("migrations"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n, max int
+	if err := db.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&n, &max); err != nil {
+		t.Fatal(err)
+	}
+	if n != len(ms) || max != ms[len(ms)-1].Version {
+		t.Errorf("schema_migrations: %d rows up to %d, want %d up to %d", n, max, len(ms), ms[len(ms)-1].Version)
+	}
+	var heads int
+	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM audit_head`).Scan(&heads); err != nil || heads != 1 {
+		t.Errorf("audit_head rows: %d (%v), want 1", heads, err)
+	}
+}
+
+// TestAuditAcrossProcesses appends through two separately opened stores on
+// the same file, as two processes would: the chain stays whole.
+func TestAuditAcrossProcesses(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "keyhold.db")
+	a, b := open(t, path), open(t, path)
+	defer a.Close()
+	defer b.Close()
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i, s := range []keyhold.Store{a, b, a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range 15 {
+				r := &keyhold.AuditRecord{Time: time.Now(), RequestID: fmt.Sprintf("%d-%d", i, j)}
+				if err := s.AppendAudit(ctx, r); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("AppendAudit: %v", err)
+	}
+	recs, err := a.ListAudit(ctx, keyhold.AuditFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 60 {
+		t.Errorf("got %d records, want 60", len(recs))
+	}
+	if _, err := keyhold.VerifyAuditChain(nil, recs); err != nil {
+		t.Error(err)
+	}
+}

@@ -1,0 +1,251 @@
+// Package storetest is the conformance suite of keyhold.Store: every driver
+// (sqlite, postgres) runs it from its own tests, so that they behave alike.
+package storetest
+
+import (
+	"context"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keyhold/keyhold"
+)
+
+// Run runs the conformance suite against stores made by open. Each subtest
+// opens its own empty store; open should register its cleanup (Close, and
+// dropping what it created) with t.Cleanup.
+func Run(t *testing.T, open func(t *testing.T) keyhold.Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s keyhold.Store)
+	}{
+		{"Tenants", testTenants},
+		{"Principals", testPrincipals},
+		{"FindPrincipals", testFindPrincipals},
+		{"DeletePrincipalCascades", testDeletePrincipalCascades},
+		{"Credentials", testCredentials},
+		{"GroupMembers", testGroupMembers},
+		{"Subscriptions", testSubscriptions},
+		{"ResourceGroups", testResourceGroups},
+		{"Registrations", testRegistrations},
+		{"RoleAssignments", testRoleAssignments},
+		{"RoleAssignmentScopePrefix", testRoleAssignmentScopePrefix},
+		{"Resources", testResources},
+		{"ListResources", testListResources},
+		{"AuditChain", testAuditChain},
+		{"AuditFilters", testAuditFilters},
+		{"AuditConcurrent", testAuditConcurrent},
+		{"Settings", testSettings},
+		{"SettingsConcurrentCreate", testSettingsConcurrentCreate},
+		{"InTxCommit", testInTxCommit},
+		{"InTxRollbackOnError", testInTxRollbackOnError},
+		{"InTxRollbackOnPanic", testInTxRollbackOnPanic},
+		{"InTxNested", testInTxNested},
+		{"InTxContinuesAfterConflict", testInTxContinuesAfterConflict},
+		{"InTxAudit", testInTxAudit},
+		{"TimesRoundTrip", testTimesRoundTrip},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.fn(t, open(t))
+		})
+	}
+}
+
+// Persist fills s with one of everything, closes it, and checks that the
+// store reopen returns holds it all, unchanged. Drivers call it with a reopen
+// that opens the same database again.
+func Persist(t *testing.T, s keyhold.Store, reopen func() keyhold.Store) {
+	t.Helper()
+	ctx := context.Background()
+	f := fill(t, s)
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	s = reopen()
+	defer s.Close()
+
+	gotT, err := s.GetTenant(ctx, f.tenant.ID)
+	must(t, err)
+	same(t, "tenant", gotT, f.tenant)
+	gotP, err := s.GetPrincipal(ctx, f.user.ID)
+	must(t, err)
+	same(t, "principal", gotP, f.user)
+	creds, err := s.ListCredentials(ctx, f.user.ID)
+	must(t, err)
+	same(t, "credentials", creds, []*keyhold.Credential{f.cred})
+	members, err := s.ListGroupMembers(ctx, f.group.ID)
+	must(t, err)
+	same(t, "members", members, []string{f.user.ID})
+	gotS, err := s.GetSubscription(ctx, f.sub.ID)
+	must(t, err)
+	same(t, "subscription", gotS, f.sub)
+	gotG, err := s.GetResourceGroup(ctx, f.sub.ID, f.group2.Name)
+	must(t, err)
+	same(t, "resource group", gotG, f.group2)
+	gotPR, err := s.GetProviderRegistration(ctx, f.sub.ID, f.provider.Namespace)
+	must(t, err)
+	same(t, "provider", gotPR, f.provider)
+	gotF, err := s.GetFeatureRegistration(ctx, f.sub.ID, f.feature.Namespace, f.feature.Name)
+	must(t, err)
+	same(t, "feature", gotF, f.feature)
+	gotA, err := s.GetRoleAssignment(ctx, f.assignment.Name)
+	must(t, err)
+	same(t, "role assignment", gotA, f.assignment)
+	gotR, err := s.GetResource(ctx, f.resource.ID)
+	must(t, err)
+	same(t, "resource", gotR, f.resource)
+	gotV, err := s.GetSetting(ctx, "persist")
+	must(t, err)
+	same(t, "setting", gotV, []byte("value"))
+	recs, err := s.ListAudit(ctx, keyhold.AuditFilter{})
+	must(t, err)
+	same(t, "audit", recs, []*keyhold.AuditRecord{f.audit})
+	// The chain goes on from where it was, not from the genesis hash.
+	next := &keyhold.AuditRecord{Time: f.audit.Time.Add(time.Second), Action: "after/reopen"}
+	must(t, s.AppendAudit(ctx, next))
+	if next.Seq != 2 || next.PrevHash != f.audit.Hash {
+		t.Errorf("after reopen: Seq %d PrevHash %.8s, want 2 and %.8s", next.Seq, next.PrevHash, f.audit.Hash)
+	}
+}
+
+// fixture is one of everything, as fill stored it.
+type fixture struct {
+	tenant     *keyhold.Tenant
+	user       *keyhold.Principal
+	group      *keyhold.Principal
+	cred       *keyhold.Credential
+	sub        *keyhold.Subscription
+	group2     *keyhold.ResourceGroup
+	provider   *keyhold.ProviderRegistration
+	feature    *keyhold.FeatureRegistration
+	assignment *keyhold.RoleAssignment
+	resource   *keyhold.Resource
+	audit      *keyhold.AuditRecord
+}
+
+func fill(t *testing.T, s keyhold.Store) fixture {
+	t.Helper()
+	ctx := context.Background()
+	f := fixture{
+		tenant: &keyhold.Tenant{ID: "t1", DisplayName: "Contoso", DefaultDomain: "contoso.example", CreatedAt: t0},
+		user: &keyhold.Principal{ID: "u1", TenantID: "t1", Type: keyhold.PrincipalUser, DisplayName: "Ann",
+			UserPrincipalName: "Ann@contoso.example", DirectoryRoles: []string{keyhold.RoleGlobalAdministrator}, CreatedAt: t0},
+		group: &keyhold.Principal{ID: "g1", TenantID: "t1", Type: keyhold.PrincipalGroup, DisplayName: "Admins", CreatedAt: t0},
+		cred: &keyhold.Credential{ID: "c1", PrincipalID: "u1", Kind: keyhold.CredentialPassword, Hash: "$argon2id$x",
+			CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)},
+		sub: &keyhold.Subscription{ID: "S1", TenantID: "t1", DisplayName: "Dev", State: "Enabled", CreatedAt: t0},
+		group2: &keyhold.ResourceGroup{SubscriptionID: "S1", Name: "RG-One", Location: "westeurope",
+			Tags: map[string]string{"env": "dev"}, ProvisioningState: "Succeeded",
+			SystemData: keyhold.SystemData{CreatedBy: "ann", CreatedByType: "User", CreatedAt: t0,
+				LastModifiedBy: "ann", LastModifiedByType: "User", LastModifiedAt: t0}},
+		provider: &keyhold.ProviderRegistration{SubscriptionID: "S1", Namespace: "Microsoft.PowerPlatform",
+			State: keyhold.StateRegistered, UpdatedAt: t0},
+		feature: &keyhold.FeatureRegistration{SubscriptionID: "S1", Namespace: "Microsoft.PowerPlatform",
+			Name: "enterprisePoliciesPreview", State: keyhold.StateRegistered, UpdatedAt: t0},
+		assignment: &keyhold.RoleAssignment{Name: "a1", TenantID: "t1", Scope: "/subscriptions/S1",
+			RoleDefinitionID: "acdd72a7-3385-48ef-bd42-f606fba81ae7", PrincipalID: "u1",
+			PrincipalType: keyhold.PrincipalUser, CreatedAt: t0, UpdatedAt: t0},
+		resource: &keyhold.Resource{ID: "/subscriptions/S1/resourceGroups/RG-One/providers/Microsoft.KeyVault/vaults/V1",
+			SubscriptionID: "S1", ResourceGroup: "RG-One", Type: "Microsoft.KeyVault/vaults", Name: "V1",
+			Location: "westeurope", Properties: []byte(`{"enableSoftDelete":true}`),
+			SystemData: keyhold.SystemData{CreatedAt: t0, LastModifiedAt: t0}, ETag: `"1"`},
+		audit: &keyhold.AuditRecord{Time: t0, TenantID: "t1", PrincipalID: "u1", Action: "a/write", Method: "PUT",
+			Scope: "/subscriptions/S1", Status: 200, Result: "Succeeded", RequestID: "r1"},
+	}
+	must(t, s.CreateTenant(ctx, f.tenant))
+	must(t, s.CreatePrincipal(ctx, f.user))
+	must(t, s.CreatePrincipal(ctx, f.group))
+	must(t, s.AddCredential(ctx, f.cred))
+	must(t, s.AddGroupMember(ctx, "g1", "u1"))
+	must(t, s.CreateSubscription(ctx, f.sub))
+	must(t, s.PutResourceGroup(ctx, f.group2))
+	must(t, s.PutProviderRegistration(ctx, f.provider))
+	must(t, s.PutFeatureRegistration(ctx, f.feature))
+	must(t, s.CreateRoleAssignment(ctx, f.assignment))
+	must(t, s.PutResource(ctx, f.resource))
+	must(t, s.PutSetting(ctx, "persist", []byte("value")))
+	must(t, s.AppendAudit(ctx, f.audit))
+	return f
+}
+
+// t0 has nanoseconds and a zone other than UTC, so that a store that rounds
+// or drops either fails.
+var t0 = time.Date(2025, 3, 14, 15, 9, 26, 535897932, time.FixedZone("CET", 3600))
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("unexpected error: %v", err)
+	}
+}
+
+// wantCode fails t unless err carries code. The message must not leak SQL.
+func wantCode(t *testing.T, what string, err error, code string) {
+	t.Helper()
+	if got := keyhold.ErrorCode(err); got != code {
+		t.Errorf("%s: got error %v (code %q), want code %q", what, err, got, code)
+		return
+	}
+	msg := keyhold.ErrorMessage(err)
+	for _, word := range []string{"SELECT", "INSERT", "UPDATE ", "DELETE", "SQLSTATE", "constraint"} {
+		if strings.Contains(msg, word) {
+			t.Errorf("%s: message %q leaks %q", what, msg, word)
+		}
+	}
+}
+
+// same compares got and want after normalising every time.Time in them to
+// UTC, since stores return times in UTC and times compare with Equal.
+func same(t *testing.T, what string, got, want any) {
+	t.Helper()
+	g, w := normTimes(got), normTimes(want)
+	if !reflect.DeepEqual(g, w) {
+		t.Errorf("%s:\n got %#v\nwant %#v", what, g, w)
+	}
+}
+
+var timeType = reflect.TypeOf(time.Time{})
+
+// normTimes returns a deep copy of v with times in UTC without monotonic
+// readings, so that reflect.DeepEqual compares instants.
+func normTimes(v any) any {
+	if v == nil {
+		return nil
+	}
+	return normValue(reflect.ValueOf(v)).Interface()
+}
+
+func normValue(v reflect.Value) reflect.Value {
+	switch {
+	case v.Type() == timeType:
+		return reflect.ValueOf(v.Interface().(time.Time).UTC())
+	case v.Kind() == reflect.Pointer:
+		if v.IsNil() {
+			return v
+		}
+		p := reflect.New(v.Type().Elem())
+		p.Elem().Set(normValue(v.Elem()))
+		return p
+	case v.Kind() == reflect.Struct:
+		c := reflect.New(v.Type()).Elem()
+		c.Set(v)
+		for i := 0; i < v.NumField(); i++ {
+			if c.Field(i).CanSet() {
+				c.Field(i).Set(normValue(v.Field(i)))
+			}
+		}
+		return c
+	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() != reflect.Uint8:
+		if v.IsNil() {
+			return v
+		}
+		c := reflect.MakeSlice(v.Type(), v.Len(), v.Len())
+		for i := 0; i < v.Len(); i++ {
+			c.Index(i).Set(normValue(v.Index(i)))
+		}
+		return c
+	}
+	return v
+}
