@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/client"
@@ -95,8 +93,8 @@ func (a *app) login(ctx context.Context, bootstrapFile string, asSP bool) error 
 			return err
 		}
 		s = settings{
-			server:       first(a.g.server, b.Server),
-			caCert:       first(a.g.caCert, b.CACert),
+			server:       first(a.g.server, b.AuthorityHost),
+			caCert:       first(a.g.caCert, b.CACertFile),
 			tenant:       first(a.g.tenant, b.TenantID),
 			subscription: first(a.g.subscription, b.SubscriptionID),
 		}
@@ -106,10 +104,10 @@ func (a *app) login(ctx context.Context, bootstrapFile string, asSP bool) error 
 			}
 			s.cred = client.Credential{ClientID: b.ClientID, ClientSecret: keyhold.NewSecret([]byte(b.ClientSecret))}
 		} else {
-			if b.Username == "" || b.Password == "" {
+			if b.AdminUsername == "" || b.AdminPassword == "" {
 				return fmt.Errorf("%s names no administrator with a password", bootstrapFile)
 			}
-			s.cred = client.Credential{Username: b.Username, Password: keyhold.NewSecret([]byte(b.Password))}
+			s.cred = client.Credential{Username: b.AdminUsername, Password: keyhold.NewSecret([]byte(b.AdminPassword))}
 		}
 	}
 	if s.server == "" {
@@ -209,77 +207,35 @@ func (a *app) login(ctx context.Context, bootstrapFile string, asSP bool) error 
 	return nil
 }
 
-// bootstrap is what login takes from bootstrap.json.
+// bootstrap is the part of bootstrap.json, as keyhold serve writes it
+// (server.BootstrapFileContents), that login reads.
 type bootstrap struct {
-	Server, CACert, TenantID, SubscriptionID string
-	Username, Password                       string
-	ClientID, ClientSecret                   string
+	TenantID       string `json:"tenant_id"`
+	SubscriptionID string `json:"subscription_id"`
+	AuthorityHost  string `json:"authority_host"` // the server's public URL
+	CACertFile     string `json:"ca_cert_file"`
+	AdminUsername  string `json:"admin_username"`
+	AdminPassword  string `json:"admin_password"`
+	ClientID       string `json:"client_id"`
+	ClientSecret   string `json:"client_secret"`
 }
 
-// readBootstrap reads the bootstrap.json that keyhold serve writes. It looks
-// fields up by a few spellings, case-insensitively, and reads a relative CA
-// path from the file's own directory.
+// readBootstrap reads bootstrap.json; a relative CA path is read from the
+// file's own directory.
 func readBootstrap(path string) (*bootstrap, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading the bootstrap file: %w", err)
 	}
-	var m map[string]any
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return nil, fmt.Errorf("the bootstrap file %s is not a JSON object: %w", path, err)
+	var b bootstrap
+	if err := json.Unmarshal(raw, &b); err != nil {
+		return nil, fmt.Errorf("the bootstrap file %s is not valid JSON: %w", path, err)
 	}
-	admin := pickObject(m, "admin", "administrator", "globalAdministrator", "user")
-	sp := pickObject(m, "servicePrincipal", "sp", "application")
-	endpoints := pickObject(m, "endpoints")
-	b := &bootstrap{
-		Server:         first(pick(m, "server", "serverUrl", "publicUrl", "url"), pick(endpoints, "server", "publicUrl", "authority", "identity")),
-		CACert:         pick(m, "caCert", "caCertFile", "caCertPath", "caFile", "caPath", "ca"),
-		TenantID:       pick(m, "tenantId", "tenant"),
-		SubscriptionID: pick(m, "subscriptionId", "subscription"),
-		Username:       pick(admin, "userPrincipalName", "username", "upn", "name"),
-		Password:       pick(admin, "password"),
-		ClientID:       pick(sp, "clientId", "appId", "applicationId"),
-		ClientSecret:   pick(sp, "clientSecret", "secret", "password"),
+	if b.AuthorityHost == "" {
+		return nil, fmt.Errorf("the bootstrap file %s names no authority_host (the server URL)", path)
 	}
-	if b.CACert != "" && !filepath.IsAbs(b.CACert) {
-		b.CACert = filepath.Join(filepath.Dir(path), b.CACert)
+	if b.CACertFile != "" && !filepath.IsAbs(b.CACertFile) {
+		b.CACertFile = filepath.Join(filepath.Dir(path), b.CACertFile)
 	}
-	if b.Server == "" {
-		return nil, fmt.Errorf("the bootstrap file %s names no server URL", path)
-	}
-	return b, nil
-}
-
-// pick returns the first string field of m named by one of keys, compared
-// case-insensitively.
-func pick(m map[string]any, keys ...string) string {
-	for _, k := range keys {
-		for _, mk := range sortedKeys(m) {
-			if s, ok := m[mk].(string); ok && strings.EqualFold(mk, k) && s != "" {
-				return s
-			}
-		}
-	}
-	return ""
-}
-
-// pickObject returns the first object field of m named by one of keys.
-func pickObject(m map[string]any, keys ...string) map[string]any {
-	for _, k := range keys {
-		for _, mk := range sortedKeys(m) {
-			if o, ok := m[mk].(map[string]any); ok && strings.EqualFold(mk, k) {
-				return o
-			}
-		}
-	}
-	return nil
-}
-
-func sortedKeys(m map[string]any) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
+	return &b, nil
 }

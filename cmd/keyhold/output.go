@@ -83,12 +83,9 @@ func sanitize(s string) string {
 }
 
 // errorMessage is what "keyhold: ..." shows for err. Server errors print as
-// "<message> (<code>)"; the client's own errors lose their package prefix.
+// "<message> (<code>)" after any context the CLI added; the client's own
+// errors lose their package prefix.
 func errorMessage(err error) string {
-	var ce *client.Error
-	if errors.As(err, &ce) {
-		return ce.Error()
-	}
 	msg := strings.TrimPrefix(err.Error(), "client: ")
 	var ua x509.UnknownAuthorityError
 	if errors.As(err, &ua) {

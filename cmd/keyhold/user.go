@@ -155,7 +155,8 @@ func userList() *command {
 }
 
 // userByID is a command that names one user with --id ID|UPN.
-func userByID(name, summary, args string, examples []string, extra func(fs *flag.FlagSet), do func(ctx context.Context, a *app, c *client.Client, id string) error) *command {
+// check, if not nil, validates the flags before anything is sent.
+func userByID(name, summary, args string, examples []string, extra func(fs *flag.FlagSet), check func() error, do func(ctx context.Context, a *app, c *client.Client, id string) error) *command {
 	var id string
 	return &command{
 		name:     name,
@@ -173,6 +174,11 @@ func userByID(name, summary, args string, examples []string, extra func(fs *flag
 			if err != nil {
 				return err
 			}
+			if check != nil {
+				if err := check(); err != nil {
+					return err
+				}
+			}
 			c, _, err := a.connect()
 			if err != nil {
 				return err
@@ -184,7 +190,7 @@ func userByID(name, summary, args string, examples []string, extra func(fs *flag
 
 func userShow() *command {
 	return userByID("show", "show a user", "--id ID|UPN [flags]",
-		[]string{"keyhold user show --id alice@contoso.keyhold.local"}, nil,
+		[]string{"keyhold user show --id alice@contoso.keyhold.local"}, nil, nil,
 		func(ctx context.Context, a *app, c *client.Client, id string) error {
 			u, err := c.GetUser(ctx, id)
 			if err != nil {
@@ -196,7 +202,7 @@ func userShow() *command {
 
 func userDelete() *command {
 	return userByID("delete", "delete a user", "--id ID|UPN [flags]",
-		[]string{"keyhold user delete --id alice@contoso.keyhold.local"}, nil,
+		[]string{"keyhold user delete --id alice@contoso.keyhold.local"}, nil, nil,
 		func(ctx context.Context, a *app, c *client.Client, id string) error {
 			if err := c.DeleteUser(ctx, id); err != nil {
 				return err
@@ -213,6 +219,7 @@ func userSetPassword() *command {
 		func(fs *flag.FlagSet) {
 			fs.StringVar(&password, "user-password", "", "the new `PASSWORD`; asked on the terminal if not given")
 		},
+		nil,
 		func(ctx context.Context, a *app, c *client.Client, id string) error {
 			pw, err := a.newPassword(password, id)
 			if err != nil {
@@ -238,14 +245,15 @@ func userRole(add bool) *command {
 		func(fs *flag.FlagSet) {
 			fs.StringVar(&role, "role", "", "directory `ROLE`: 'Global Administrator', 'Power Platform Administrator' or 'Dynamics 365 Administrator'")
 		},
-		func(ctx context.Context, a *app, c *client.Client, id string) error {
+		func() error {
 			if role == "" {
 				return usagef("--role is required")
 			}
-			tid, err := roleTemplateID(role)
-			if err != nil {
-				return err
-			}
+			_, err := roleTemplateID(role)
+			return err
+		},
+		func(ctx context.Context, a *app, c *client.Client, id string) error {
+			tid, _ := roleTemplateID(role)
 			// The role endpoints take object ids; a UPN is looked up first.
 			u, err := c.GetUser(ctx, id)
 			if err != nil {
