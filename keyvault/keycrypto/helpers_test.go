@@ -134,3 +134,5 @@ func wantBadParameter(t *testing.T, err error, fragments ...string) {
 		}
 	}
 }
+
+func mustRSA1024(t testing.TB) *rsa.PrivateKey { return stdRSAKey(t, 1024) }
