@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"net/http"
 	"net/url"
 	"strconv"
 	"time"
@@ -43,24 +44,50 @@ func (q AuditQuery) path() string {
 	return p
 }
 
-// ListAudit returns the audit records q selects, in ascending order,
-// following nextLink.
+// maxAuditPage is the largest page the audit list serves.
+const maxAuditPage = 1000
+
+// ListAudit returns the audit records of the caller's tenant that q
+// selects, in ascending order, following nextLink until q.Top records (or
+// all) have come.
 func (c *Client) ListAudit(ctx context.Context, q AuditQuery) ([]*keyhold.AuditRecord, error) {
-	recs, err := List[*keyhold.AuditRecord](ctx, c, AudienceARM, q.path())
-	if q.Top > 0 && len(recs) > q.Top {
-		recs = recs[:q.Top]
+	page := q
+	if page.Top > maxAuditPage {
+		page.Top = maxAuditPage
 	}
-	return recs, err
+	var all []*keyhold.AuditRecord
+	for next := page.path(); next != ""; {
+		var p struct {
+			Value    []*keyhold.AuditRecord `json:"value"`
+			NextLink string                 `json:"nextLink"`
+		}
+		if _, err := c.Do(ctx, http.MethodGet, AudienceARM, next, nil, &p); err != nil {
+			return nil, err
+		}
+		all = append(all, p.Value...)
+		if q.Top > 0 && len(all) >= q.Top {
+			return all[:q.Top], nil
+		}
+		next = p.NextLink
+	}
+	return all, nil
 }
 
-// VerifyAudit reads the whole audit log and checks its hash chain on the
-// client, so that a tampered server cannot vouch for itself. It returns the
-// number of records checked, and an error naming the first bad record.
-func (c *Client) VerifyAudit(ctx context.Context) (int, error) {
-	recs, err := c.ListAudit(ctx, AuditQuery{})
-	if err != nil {
-		return 0, err
+// AuditVerification is the answer of the audit log's verification.
+type AuditVerification struct {
+	Verified bool   `json:"verified"`
+	Records  int64  `json:"records"`
+	LastHash string `json:"lastHash"`
+}
+
+// VerifyAudit asks the server to check the hash chain of the whole audit
+// log, which spans every tenant. A broken chain is an *Error with status 409
+// (code AuditChainBroken) naming the first bad record. Keep Records and
+// LastHash elsewhere to notice later that the end of the log was cut off.
+func (c *Client) VerifyAudit(ctx context.Context) (*AuditVerification, error) {
+	var out AuditVerification
+	if _, err := c.Do(ctx, http.MethodGet, AudienceARM, "keyhold/v1/audit/verify", nil, &out); err != nil {
+		return nil, err
 	}
-	_, err = keyhold.VerifyAuditChain(nil, recs)
-	return len(recs), err
+	return &out, nil
 }

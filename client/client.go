@@ -233,10 +233,18 @@ func (c *Client) send(req *http.Request, audience string, out any) (*Response, e
 		return nil, fmt.Errorf("client: cannot reach the server at %s: %w", req.URL.Host, unwrapURLError(err))
 	}
 	defer resp.Body.Close()
-	r := &Response{StatusCode: resp.StatusCode, Header: resp.Header, RequestID: requestID(resp.Header, clientID)}
+	r := &Response{StatusCode: resp.StatusCode, Header: resp.Header, RequestID: requestID(resp.Header)}
 	if resp.StatusCode >= 400 {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-		return r, decodeError(resp, b, r.RequestID)
+		e := decodeError(resp, b, r.RequestID)
+		if e.RequestID == "" {
+			e.RequestID = clientID // every error names some request
+		}
+		r.RequestID = e.RequestID
+		return r, e
+	}
+	if r.RequestID == "" {
+		r.RequestID = clientID
 	}
 	if out == nil || resp.StatusCode == http.StatusNoContent {
 		io.Copy(io.Discard, resp.Body)
@@ -265,15 +273,14 @@ func unwrapURLError(err error) error {
 	return err
 }
 
-// requestID prefers the server's own id and falls back to the one the
-// client sent, so that every error names some request.
-func requestID(h http.Header, clientID string) string {
+// requestID returns the server's id of a request from its headers, or "".
+func requestID(h http.Header) string {
 	for _, k := range []string{"x-ms-request-id", "request-id", "x-request-id", "x-ms-correlation-request-id"} {
 		if v := h.Get(k); v != "" {
 			return v
 		}
 	}
-	return clientID
+	return ""
 }
 
 // decodeError reads an Azure error body ({"error":{"code","message"}}) or an
@@ -282,8 +289,11 @@ func decodeError(resp *http.Response, body []byte, reqID string) *Error {
 	e := &Error{StatusCode: resp.StatusCode, RequestID: reqID, Method: resp.Request.Method, Path: resp.Request.URL.Path}
 	var azure struct {
 		Error struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
+			Code       string `json:"code"`
+			Message    string `json:"message"`
+			InnerError struct {
+				RequestID string `json:"request-id"` // Graph's
+			} `json:"innerError"`
 		} `json:"error"`
 	}
 	var oauth struct {
@@ -293,6 +303,9 @@ func decodeError(resp *http.Response, body []byte, reqID string) *Error {
 	switch {
 	case json.Unmarshal(body, &azure) == nil && (azure.Error.Code != "" || azure.Error.Message != ""):
 		e.Code, e.Message = azure.Error.Code, azure.Error.Message
+		if id := azure.Error.InnerError.RequestID; id != "" && reqID == "" {
+			e.RequestID = id
+		}
 	case json.Unmarshal(body, &oauth) == nil && oauth.Error != "":
 		e.Code, e.Message = oauth.Error, oauth.Description
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -354,44 +355,73 @@ func TestPathsAreEscaped(t *testing.T) {
 	}
 }
 
-func chain(n int) []*keyhold.AuditRecord {
-	var recs []*keyhold.AuditRecord
-	prev := keyhold.AuditGenesisHash
-	for i := 1; i <= n; i++ {
-		r := &keyhold.AuditRecord{Seq: int64(i), Time: time.Date(2026, 5, 1, 10, i, 0, 0, time.UTC), Action: "a", PrevHash: prev}
-		r.Hash = r.ComputeHash()
-		prev = r.Hash
-		recs = append(recs, r)
-	}
-	return recs
-}
-
 func TestVerifyAudit(t *testing.T) {
 	tests := []struct {
 		name    string
-		tamper  func([]*keyhold.AuditRecord) []*keyhold.AuditRecord
+		status  int
+		body    string
+		want    *AuditVerification
 		wantErr string
 	}{
-		{"intact", func(r []*keyhold.AuditRecord) []*keyhold.AuditRecord { return r }, ""},
-		{"altered", func(r []*keyhold.AuditRecord) []*keyhold.AuditRecord { r[1].Action = "b"; return r }, "record 2 was altered"},
-		{"removed", func(r []*keyhold.AuditRecord) []*keyhold.AuditRecord { return append(r[:1], r[2:]...) }, "a record is missing"},
+		{"intact", 200, `{"verified":true,"records":3,"lastHash":"abc"}`, &AuditVerification{Verified: true, Records: 3, LastHash: "abc"}, ""},
+		{"broken", 409, `{"error":{"code":"AuditChainBroken","message":"audit: record 2 was altered"}}`, nil, "audit: record 2 was altered (AuditChainBroken)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			recs := tt.tamper(chain(3))
 			_, c := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				json.NewEncoder(w).Encode(map[string]any{"value": recs})
+				if r.URL.Path != "/keyhold/v1/audit/verify" {
+					t.Errorf("path %s", r.URL.Path)
+				}
+				w.WriteHeader(tt.status)
+				fmt.Fprint(w, tt.body)
 			}))
-			n, err := c.VerifyAudit(context.Background())
-			if tt.wantErr == "" {
-				if err != nil || n != 3 {
-					t.Fatalf("got %d, %v; want 3 records verified", n, err)
+			got, err := c.VerifyAudit(context.Background())
+			if tt.wantErr != "" {
+				if err == nil || err.Error() != tt.wantErr || StatusCode(err) != 409 {
+					t.Fatalf("got %v, want %q", err, tt.wantErr)
 				}
 				return
 			}
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Fatalf("got %v, want %q", err, tt.wantErr)
+			if err != nil || *got != *tt.want {
+				t.Fatalf("got %+v, %v; want %+v", got, err, tt.want)
 			}
 		})
+	}
+}
+
+func TestListAuditStopsAtTop(t *testing.T) {
+	var queries []string
+	_, c := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		queries = append(queries, r.URL.RawQuery)
+		after, _ := strconv.Atoi(r.URL.Query().Get("after"))
+		top, _ := strconv.Atoi(r.URL.Query().Get("top"))
+		var recs []keyhold.AuditRecord
+		for i := 1; i <= top; i++ {
+			recs = append(recs, keyhold.AuditRecord{Seq: int64(after + i)})
+		}
+		// An endless log: there is always a next page.
+		json.NewEncoder(w).Encode(map[string]any{"value": recs, "nextLink": fmt.Sprintf("/keyhold/v1/audit?after=%d&top=%d", after+top, top)})
+	}))
+	recs, err := c.ListAudit(context.Background(), AuditQuery{Top: 1500, Principal: "p1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1500 || recs[1499].Seq != 1500 || len(queries) != 2 {
+		t.Fatalf("got %d records in %d pages (%v)", len(recs), len(queries), queries)
+	}
+	if queries[0] != "principal=p1&top=1000" {
+		t.Errorf("first query %q", queries[0])
+	}
+}
+
+func TestGraphRequestIDFromBody(t *testing.T) {
+	_, c := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(403)
+		fmt.Fprint(w, `{"error":{"code":"Authorization_RequestDenied","message":"Insufficient privileges to complete the operation.","innerError":{"request-id":"graph-req-9"}}}`)
+	}))
+	_, err := c.CreateServicePrincipal(context.Background(), "x")
+	var e *Error
+	if !errors.As(err, &e) || e.RequestID != "graph-req-9" || e.Error() != "Insufficient privileges to complete the operation. (Authorization_RequestDenied)" {
+		t.Fatalf("got %#v", err)
 	}
 }

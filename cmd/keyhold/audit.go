@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -115,10 +116,12 @@ func auditList() *command {
 
 func auditVerify() *command {
 	return &command{
-		name:     "verify",
-		summary:  "check the audit log's hash chain; exit 1 if it is broken",
-		long:     "verify reads the whole log and recomputes every record's hash on this machine, so that the\nserver does not vouch for itself.",
-		examples: []string{"keyhold audit verify"},
+		name:    "verify",
+		summary: "check the audit log's hash chain; exit 1 if it is broken",
+		long: "The server checks the whole chain, which spans every tenant, so this needs a Global Administrator\n" +
+			"or read access to the audit log at scope /. Keep the record count and last hash it prints: a log\n" +
+			"cut short at its end still verifies, and only an earlier copy of them shows it.",
+		examples: []string{"keyhold audit verify", "keyhold audit verify -o json"},
 		run: func(ctx context.Context, a *app, args []string) error {
 			if len(args) > 0 {
 				return usagef("unexpected argument %q", args[0])
@@ -127,19 +130,18 @@ func auditVerify() *command {
 			if err != nil {
 				return err
 			}
-			n, err := c.VerifyAudit(ctx)
+			v, err := c.VerifyAudit(ctx)
+			if client.StatusCode(err) == http.StatusConflict {
+				return fmt.Errorf("the audit log is broken: %w", err)
+			}
 			if err != nil {
-				if keyhold.ErrorCode(err) == keyhold.EConflict {
-					return fmt.Errorf("the audit log is broken: %s", keyhold.ErrorMessage(err))
-				}
 				return err
 			}
-			res := struct {
-				Verified bool `json:"verified"`
-				Records  int  `json:"records"`
-			}{true, n}
-			return a.print(res, func() table {
-				return table{header: []string{"VERIFIED", "RECORDS"}, rows: [][]string{{"true", strconv.Itoa(n)}}}
+			if !v.Verified {
+				return fmt.Errorf("the server did not verify the audit log")
+			}
+			return a.print(v, func() table {
+				return table{header: []string{"VERIFIED", "RECORDS", "LAST HASH"}, rows: [][]string{{"true", strconv.FormatInt(v.Records, 10), v.LastHash}}}
 			})
 		},
 	}

@@ -281,7 +281,21 @@ func (f *fake) routes(mux *http.ServeMux) {
 		w.WriteHeader(204)
 	}))
 	mux.HandleFunc("GET /keyhold/v1/audit", f.auth(arm, func(w http.ResponseWriter, r *http.Request) {
-		reply(w, 200, map[string]any{"value": f.audit})
+		var out []*keyhold.AuditRecord
+		for _, rec := range f.audit {
+			if p := r.URL.Query().Get("principal"); p == "" || p == rec.PrincipalID {
+				out = append(out, rec)
+			}
+		}
+		reply(w, 200, map[string]any{"value": orEmpty(out)})
+	}))
+	mux.HandleFunc("GET /keyhold/v1/audit/verify", f.auth(arm, func(w http.ResponseWriter, r *http.Request) {
+		last, err := keyhold.VerifyAuditChain(nil, f.audit)
+		if err != nil {
+			azErr(w, 409, "AuditChainBroken", keyhold.ErrorMessage(err))
+			return
+		}
+		reply(w, 200, map[string]any{"verified": true, "records": len(f.audit), "lastHash": last.Hash})
 	}))
 	findUser := func(id string) int {
 		for i, u := range f.users {

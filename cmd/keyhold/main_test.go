@@ -398,6 +398,7 @@ func TestOutputGolden(t *testing.T) {
 		{"role_assignment_list_json", []string{"role", "assignment", "list", "-o", "json"}},
 		{"audit_list", []string{"audit", "list"}},
 		{"audit_list_json", []string{"audit", "list", "--top", "1", "-o", "json"}},
+		{"audit_list_principal", []string{"audit", "list", "--principal", adminUPN, "--since", "2026-05-01"}},
 		{"audit_verify", []string{"audit", "verify"}},
 	}
 	for _, tt := range tests {
@@ -476,7 +477,7 @@ func TestAuditVerifyBroken(t *testing.T) {
 	h.login()
 	h.f.audit[1].Action = "Microsoft.Resources/subscriptions/resourceGroups/read"
 	code, out, errOut := h.run("audit", "verify")
-	if code != exitError || out != "" || errOut != "keyhold: the audit log is broken: audit: record 2 was altered\n" {
+	if code != exitError || out != "" || !strings.HasPrefix(errOut, "keyhold: the audit log is broken: audit: record 2 was altered (AuditChainBroken)\nkeyhold: request id ") {
 		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }
