@@ -469,3 +469,14 @@ func validType(t string) bool {
 
 func isLetter(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
 func isDigit(c byte) bool  { return '0' <= c && c <= '9' }
+
+// ValidateNamespace checks a resource provider namespace such as
+// "Microsoft.KeyVault": dot-separated words of ASCII letters and digits,
+// each starting with a letter. It returns a keyhold.EInvalid error with
+// detail "InvalidResourceNamespace".
+func ValidateNamespace(ns string) error {
+	if !validNamespace(ns) {
+		return keyhold.Errorc(keyhold.EInvalid, "InvalidResourceNamespace", "The resource namespace '%s' is invalid.", strings.Map(printable, ns))
+	}
+	return nil
+}
