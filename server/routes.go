@@ -1,0 +1,205 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/audit"
+	"github.com/keyhold/keyhold/httpapi"
+	"github.com/keyhold/keyhold/identity"
+)
+
+// surface is one public API of the server: the paths it owns, the token
+// audience it accepts ("" for none: the request is not authenticated), and
+// its handler. Adding a surface is one entry in Server.surfaces.
+type surface struct {
+	name     string // label for metrics and the access log
+	match    func(path string) bool
+	audience string
+	handler  http.Handler
+	// challenge answers a failed authentication; nil means the resource
+	// manager's 401 (Key Vault, for one, words its challenge differently).
+	challenge func(w http.ResponseWriter, r *http.Request, err error)
+}
+
+// prefix matches p itself and everything below it.
+func prefix(p string) func(string) bool {
+	p = strings.TrimSuffix(p, "/")
+	return func(path string) bool {
+		return path == p || strings.HasPrefix(path, p+"/")
+	}
+}
+
+// prefixFold is prefix compared case-insensitively, as ARM compares paths.
+func prefixFold(p string) func(string) bool {
+	p = strings.ToLower(strings.TrimSuffix(p, "/"))
+	return func(path string) bool {
+		path = strings.ToLower(path)
+		return path == p || strings.HasPrefix(path, p+"/")
+	}
+}
+
+var guidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// isIdentityPath reports whether the first segment of path names a tenant
+// the way the identity platform does: a GUID, "common", "organizations", or
+// a tenant's domain (which has a dot no other first segment has).
+func isIdentityPath(path string) bool {
+	first, _, _ := strings.Cut(strings.TrimPrefix(path, "/"), "/")
+	switch strings.ToLower(first) {
+	case "common", "organizations", "consumers":
+		return true
+	}
+	return guidRE.MatchString(first) || isDomain(first)
+}
+
+// isDomain reports whether s looks like a DNS name: dotted, with a top
+// label of letters ("v1.0" is not one).
+func isDomain(s string) bool {
+	i := strings.LastIndexByte(s, '.')
+	if i <= 0 || len(s)-i-1 < 2 {
+		return false
+	}
+	for _, c := range s[i+1:] {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+// surfaces lists the server's surfaces, most specific first.
+//
+// Later surfaces slot in here:
+//
+//	{name: "vault", match: prefix("/vaults"), audience: identity.AudienceVault, handler: kv.Handler(), challenge: kv.Challenge},
+//	{name: "bap", match: prefixFold("/providers/Microsoft.BusinessAppPlatform"), audience: identity.AudiencePlatform, handler: bap.Handler()},
+//	{name: "environment", match: prefix("/environments"), audience: identity.AudiencePlatform, handler: env.Handler()},
+//	{name: "admin", match: prefix("/admin"), handler: admin.Handler()}, // pages authenticate with their own session cookie
+//
+// with the BAP entry above the resource manager's /providers entry.
+func (s *Server) surfaces() []surface {
+	return []surface{
+		{name: "health", match: func(p string) bool { return p == "/healthz" }, handler: http.HandlerFunc(s.serveHealth)},
+		{name: "metrics", match: func(p string) bool { return p == "/metrics" }, handler: s.metrics.Handler()},
+		{name: "identity", match: isIdentityPath, handler: s.identity.Handler()},
+		{name: "audit", match: prefix(audit.ListPath), audience: identity.AudienceManagement, handler: s.audit.Handler()},
+		{name: "keyhold", match: prefix("/keyhold/v1"), audience: identity.AudienceManagement, handler: notFound("the Keyhold management API")},
+		{name: "graph", match: prefix("/v1.0"), audience: identity.AudienceGraph, handler: s.identity.GraphHandler()},
+		{name: "arm", match: prefixFold("/subscriptions"), audience: identity.AudienceManagement, handler: s.arm.Handler()},
+		{name: "arm", match: prefixFold("/providers"), audience: identity.AudienceManagement, handler: s.arm.Handler()},
+		{name: "arm", match: prefixFold("/tenants"), audience: identity.AudienceManagement, handler: s.arm.Handler()},
+	}
+}
+
+// dispatch routes a request to its surface, authenticating it first when
+// the surface asks for an audience. Unknown paths get 404 in the Azure shape.
+func (s *Server) dispatch() http.Handler {
+	surfaces := s.surfaces()
+	unknown := notFound("")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sf := route(surfaces, r.URL.Path)
+		if sf == nil {
+			unknown.ServeHTTP(w, r)
+			return
+		}
+		if st := stateFrom(r.Context()); st != nil {
+			st.surface = sf.name
+		}
+		if sf.audience == "" {
+			sf.handler.ServeHTTP(w, r)
+			return
+		}
+		c, err := s.identity.Authenticate(r.Context(), r, sf.audience)
+		if err != nil {
+			if sf.challenge != nil {
+				sf.challenge(w, r, err)
+			} else {
+				s.challenge(w, r, err)
+			}
+			return
+		}
+		ctx := r.Context()
+		audit.SetCaller(ctx, c)
+		if st := stateFrom(ctx); st != nil && c.Principal != nil {
+			st.principalID = c.Principal.ID
+		}
+		sf.handler.ServeHTTP(w, r.WithContext(keyhold.WithCaller(ctx, c)))
+	})
+}
+
+func route(surfaces []surface, path string) *surface {
+	for i := range surfaces {
+		if surfaces[i].match(path) {
+			return &surfaces[i]
+		}
+	}
+	return nil
+}
+
+// challenge answers a failed authentication the way ARM does: 401, a
+// WWW-Authenticate header pointing at the authority of the tenant that owns
+// the subscription in the path (or "common"), and the Azure error body.
+func (s *Server) challenge(w http.ResponseWriter, r *http.Request, err error) {
+	if keyhold.ErrorCode(err) != keyhold.EUnauthenticated {
+		// Authenticate failed for another reason (the store is down, say);
+		// that is not the caller's fault and gets its own status.
+		httpapi.WriteError(w, r, err)
+		return
+	}
+	tenant := s.tenantForPath(r.Context(), r.URL.Path)
+	desc := strings.NewReplacer(`"`, "'", "\\", "/", "\r", " ", "\n", " ").Replace(keyhold.ErrorMessage(err))
+	w.Header().Set("WWW-Authenticate", `Bearer authorization_uri="`+s.publicURL+tenant+`/oauth2/authorize", error="invalid_token", error_description="`+desc+`"`)
+	httpapi.WriteError(w, r, err)
+}
+
+var subscriptionPath = regexp.MustCompile(`(?i)^/subscriptions/([0-9a-f-]{36})(?:/|$)`)
+
+// tenantForPath names the tenant whose authority a client should ask for a
+// token: the subscription's, when the path names one that exists.
+func (s *Server) tenantForPath(ctx context.Context, path string) string {
+	m := subscriptionPath.FindStringSubmatch(path)
+	if m == nil {
+		return "common"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	sub, err := s.store.GetSubscription(ctx, strings.ToLower(m[1]))
+	if err != nil {
+		return "common"
+	}
+	return sub.TenantID
+}
+
+// notFound answers 404 in the Azure shape; what names the API for the message.
+func notFound(what string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		msg := "the path '%s' does not exist on this server"
+		if what != "" {
+			msg = "the path '%s' does not exist in " + what
+		}
+		httpapi.WriteError(w, r, keyhold.Errorc(keyhold.ENotFound, "NotFound", msg, r.URL.Path))
+	})
+}
+
+// serveHealth reports whether the store answers. It reads a setting that
+// every started server has, so a 200 means reads work end to end.
+func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		httpapi.WriteJSON(w, http.StatusMethodNotAllowed, httpapi.AzureError{Error: httpapi.AzureErrorBody{Code: "MethodNotAllowed", Message: "use GET"}})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if _, err := s.store.GetSetting(ctx, healthSetting); err != nil && !keyhold.IsNotFound(err) {
+		httpapi.Logger(r.Context()).Error("health check: the store does not answer", "err", err.Error())
+		httpapi.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": "the store does not answer"})
+		return
+	}
+	httpapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}

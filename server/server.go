@@ -1,0 +1,281 @@
+// Package server runs Keyhold's single HTTPS server: it opens the store,
+// loads the master key, makes or loads the TLS certificate, wires the
+// identity, resource-manager, directory and audit surfaces behind one
+// middleware chain, bootstraps a first tenant on the first start, and shuts
+// down gracefully.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/arm"
+	"github.com/keyhold/keyhold/audit"
+	"github.com/keyhold/keyhold/identity"
+	"github.com/keyhold/keyhold/masterkey"
+	"github.com/keyhold/keyhold/metrics"
+	"github.com/keyhold/keyhold/pki"
+	"github.com/keyhold/keyhold/postgres"
+	"github.com/keyhold/keyhold/rbac"
+	"github.com/keyhold/keyhold/seal"
+	"github.com/keyhold/keyhold/sqlite"
+)
+
+// healthSetting is read by /healthz; the master key check guarantees it exists.
+const healthSetting = masterkey.CheckSetting
+
+// Server is a started Keyhold server.
+type Server struct {
+	cfg       Config
+	logger    *slog.Logger
+	publicURL string
+
+	store    keyhold.Store
+	key      *seal.Key
+	identity *identity.Service
+	authz    *rbac.Authorizer
+	arm      *arm.Server
+	audit    *audit.Log
+	metrics  *metrics.Metrics
+
+	listener  net.Listener
+	http      *http.Server
+	caFile    string
+	bootstrap *BootstrapInfo
+
+	serveErr  chan error
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Start opens everything the server needs and starts serving HTTPS in the
+// background. It returns an error, naming what failed, when the
+// configuration is invalid, the address cannot be listened on, the store
+// cannot be opened, the master key is missing or wrong, the certificate
+// cannot be made or loaded, or the first-start bootstrap fails. The caller
+// must Close the server.
+func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	cfg, err = cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, logger: logger, metrics: metrics.New(), serveErr: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			s.closeResources()
+		}
+	}()
+
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("server: cannot create the data directory %s: %w", cfg.DataDir, err)
+	}
+	// Listening first lets port 0 pick the port that the default public URL
+	// and the certificate then name.
+	s.listener, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("server: cannot listen on %s: %w", cfg.Listen, err)
+	}
+	s.publicURL = cfg.PublicURL
+	if s.publicURL == "" {
+		s.publicURL = publicURLFor(s.listener.Addr())
+	}
+
+	if cfg.DatabaseURL != "" {
+		s.store, err = postgres.Open(ctx, cfg.DatabaseURL)
+		if err != nil {
+			// The URL may hold a password: name the kind of store, not the URL.
+			return nil, fmt.Errorf("server: cannot open the PostgreSQL store given by --database-url: %w", err)
+		}
+	} else {
+		path := filepath.Join(cfg.DataDir, DefaultDBFile)
+		s.store, err = sqlite.Open(ctx, path)
+		if err != nil {
+			return nil, fmt.Errorf("server: cannot open the SQLite store %s: %w", path, err)
+		}
+	}
+
+	mk, err := masterkey.Load(masterkey.Options{File: cfg.MasterKeyFile, DataDir: cfg.DataDir, Getenv: cfg.Getenv, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	if err := masterkey.Check(ctx, s.store, mk.Key, mk.Source); err != nil {
+		return nil, err
+	}
+	s.key = mk.Key
+
+	var cert tls.Certificate
+	if cfg.TLSCertFile != "" {
+		cert, err = pki.LoadFiles(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		// Clients given this file as their CA trust the certificate itself.
+		s.caFile, _ = filepath.Abs(cfg.TLSCertFile)
+	} else {
+		hosts := append([]string{}, cfg.Hostnames...)
+		if u, err := url.Parse(s.publicURL); err == nil && u.Hostname() != "" {
+			hosts = append(hosts, u.Hostname())
+		}
+		certs, err := pki.Ensure(ctx, pki.Config{Store: s.store, Key: s.key, Hostnames: hosts, DataDir: cfg.DataDir, Now: cfg.Now, Logger: logger})
+		if err != nil {
+			return nil, err
+		}
+		cert, s.caFile = certs.Server, certs.CAFile
+	}
+
+	s.identity, err = identity.New(ctx, s.store, s.key, identity.Config{PublicURL: s.publicURL, TokenLifetime: cfg.TokenLifetime, Now: cfg.Now, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	s.authz = rbac.New(s.store)
+	s.arm = arm.New(arm.Config{Store: s.store, Authz: s.authz, Logger: logger, Now: cfg.Now, RegistrationDelay: cfg.RegistrationDelay})
+	s.audit = audit.New(s.store, logger, audit.WithNow(cfg.Now), audit.WithAuthorizer(s.authz),
+		audit.WithFailureHook(s.metrics.AuditAppendFailed), audit.WithBaseURL(s.publicURL))
+
+	s.bootstrap, err = s.runBootstrap(ctx)
+	if err != nil {
+		return nil, err
+	}
+
+	s.http = &http.Server{
+		Handler:           s.Handler(),
+		TLSConfig:         pki.TLSConfig(cert),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute,
+		// Long operations answer 202 and are polled, so no response needs
+		// longer than this.
+		WriteTimeout:   2 * time.Minute,
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		BaseContext:    func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	tlsListener := tls.NewListener(s.listener, s.http.TLSConfig)
+	go func() {
+		err := s.http.Serve(tlsListener)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		s.serveErr <- err
+	}()
+	logger.Info("keyhold is listening", "url", s.publicURL, "addr", s.listener.Addr().String(),
+		"profile", cfg.Profile, "dataDir", cfg.DataDir, "caFile", s.caFile, "bootstrapFile", s.BootstrapFile())
+	if cfg.Profile == ProfilePreview {
+		logger.Info("preview profile: preview features will be enabled as components add them")
+	}
+	return s, nil
+}
+
+// Handler returns the server's whole middleware chain and routes, for tests
+// that drive it without a listener.
+func (s *Server) Handler() http.Handler {
+	var h http.Handler = s.dispatch()
+	h = s.audit.Middleware(h)
+	h = limitBody(h)
+	h = recoverPanics(h)
+	h = accessLog(s.metrics, s.cfg.Now, h)
+	h = securityHeaders(h)
+	return requestIDs(s.logger, h)
+}
+
+// Addr returns the address the server listens on.
+func (s *Server) Addr() net.Addr { return s.listener.Addr() }
+
+// URL returns the server's public URL, with a trailing slash.
+func (s *Server) URL() string { return s.publicURL }
+
+// CAFile returns the absolute path of the CA certificate clients should trust.
+func (s *Server) CAFile() string { return s.caFile }
+
+// BootstrapFile returns the absolute path of bootstrap.json.
+func (s *Server) BootstrapFile() string { return filepath.Join(s.cfg.DataDir, BootstrapFile) }
+
+// Bootstrap returns the ids of the bootstrapped tenant, subscription and
+// principals; it holds no secret.
+func (s *Server) Bootstrap() BootstrapInfo { return *s.bootstrap }
+
+// Store returns the server's store, for tests and for wiring later surfaces.
+func (s *Server) Store() keyhold.Store { return s.store }
+
+// Identity returns the server's identity service.
+func (s *Server) Identity() *identity.Service { return s.identity }
+
+// Done returns a channel that receives the serving error (nil after a
+// graceful Close) when the server stops serving.
+func (s *Server) Done() <-chan error { return s.serveErr }
+
+// Close stops accepting connections, waits up to the shutdown timeout for
+// requests in flight, and closes the store. It is safe to call twice.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+		defer cancel()
+		var errs []error
+		if s.http != nil {
+			if err := s.http.Shutdown(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("server: graceful shutdown: %w", err))
+				s.http.Close()
+			}
+		}
+		errs = append(errs, s.closeResources())
+		s.closeErr = errors.Join(errs...)
+	})
+	return s.closeErr
+}
+
+func (s *Server) closeResources() error {
+	var errs []error
+	if s.listener != nil && s.http == nil {
+		s.listener.Close()
+	}
+	if s.store != nil {
+		if err := s.store.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("server: closing the store: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Run starts the server and serves until ctx is cancelled, then shuts down
+// gracefully. It returns Start's error, or the error that stopped serving.
+func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s, err := Start(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	if cfg.OnReady != nil {
+		cfg.OnReady(s)
+	}
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down", "timeout", s.cfg.ShutdownTimeout.String())
+		err := s.Close()
+		if err == nil {
+			logger.Info("stopped")
+		}
+		return err
+	case err := <-s.serveErr:
+		cerr := s.Close()
+		if err == nil {
+			return cerr
+		}
+		return errors.Join(fmt.Errorf("server: serving stopped: %w", err), cerr)
+	}
+}
