@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -148,5 +149,30 @@ func TestAuditAcrossProcesses(t *testing.T) {
 	}
 	if _, err := keyhold.VerifyAuditChain(nil, recs); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestAwkwardPath opens a file whose path needs escaping in a SQLite URI.
+func TestAwkwardPath(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a b#c?d%20e")
+	path := filepath.Join(dir, "key hold.db")
+	s := open(t, path)
+	if err := s.PutSetting(context.Background(), "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("database not at %s: %v", path, err)
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), "key hold.db") {
+			t.Errorf("stray file %q next to the database", e.Name())
+		}
+	}
+	s = open(t, path)
+	defer s.Close()
+	if v, err := s.GetSetting(context.Background(), "k"); err != nil || string(v) != "v" {
+		t.Errorf("after reopen: %q, %v", v, err)
 	}
 }

@@ -59,7 +59,7 @@ func (s *Store) ListSubscriptions(ctx context.Context, tenantID string) ([]*keyh
 	if tenantID != "" {
 		w.add("tenant_id = ?", tenantID)
 	}
-	return scanAll(s, ctx, func(r *sql.Rows) (*keyhold.Subscription, error) { return scanSubscription(r) },
+	return scanAll(ctx, s, func(r *sql.Rows) (*keyhold.Subscription, error) { return scanSubscription(r) },
 		`SELECT `+subscriptionCols+` FROM subscriptions`+w.String()+` ORDER BY id_key`, w.args...)
 }
 
@@ -125,7 +125,7 @@ func (s *Store) GetResourceGroup(ctx context.Context, subscriptionID, name strin
 // ListResourceGroups returns a subscription's groups ordered by name,
 // case-insensitively.
 func (s *Store) ListResourceGroups(ctx context.Context, subscriptionID string) ([]*keyhold.ResourceGroup, error) {
-	return scanAll(s, ctx, func(r *sql.Rows) (*keyhold.ResourceGroup, error) { return scanResourceGroup(r) },
+	return scanAll(ctx, s, func(r *sql.Rows) (*keyhold.ResourceGroup, error) { return scanResourceGroup(r) },
 		`SELECT `+resourceGroupCols+` FROM resource_groups WHERE subscription_key = ? ORDER BY name_key`,
 		key(subscriptionID))
 }
@@ -187,7 +187,7 @@ func (s *Store) GetProviderRegistration(ctx context.Context, subscriptionID, nam
 // ListProviderRegistrations returns a subscription's provider registrations
 // ordered by namespace, case-insensitively.
 func (s *Store) ListProviderRegistrations(ctx context.Context, subscriptionID string) ([]*keyhold.ProviderRegistration, error) {
-	return scanAll(s, ctx, func(r *sql.Rows) (*keyhold.ProviderRegistration, error) { return scanProvider(r) },
+	return scanAll(ctx, s, func(r *sql.Rows) (*keyhold.ProviderRegistration, error) { return scanProvider(r) },
 		`SELECT `+providerCols+` FROM provider_registrations WHERE subscription_key = ? ORDER BY namespace_key`,
 		key(subscriptionID))
 }
@@ -242,7 +242,7 @@ func (s *Store) ListFeatureRegistrations(ctx context.Context, subscriptionID, na
 	if namespace != "" {
 		w.add("namespace_key = ?", key(namespace))
 	}
-	return scanAll(s, ctx, func(r *sql.Rows) (*keyhold.FeatureRegistration, error) { return scanFeature(r) },
+	return scanAll(ctx, s, func(r *sql.Rows) (*keyhold.FeatureRegistration, error) { return scanFeature(r) },
 		`SELECT `+featureCols+` FROM feature_registrations`+w.String()+` ORDER BY namespace_key, name_key`, w.args...)
 }
 
@@ -343,6 +343,6 @@ func (s *Store) ListResources(ctx context.Context, f keyhold.ResourceFilter) ([]
 	if f.Type != "" {
 		w.add("type_key = ?", key(f.Type))
 	}
-	return scanAll(s, ctx, func(r *sql.Rows) (*keyhold.Resource, error) { return scanResource(r) },
+	return scanAll(ctx, s, func(r *sql.Rows) (*keyhold.Resource, error) { return scanResource(r) },
 		`SELECT `+resourceCols+` FROM resources`+w.String()+` ORDER BY id_key`, w.args...)
 }

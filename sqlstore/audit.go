@@ -96,7 +96,7 @@ func (s *Store) ListAudit(ctx context.Context, f keyhold.AuditFilter) ([]*keyhol
 		q += ` LIMIT ?`
 		args = append(args, f.Limit)
 	}
-	return scanAll(s, ctx, func(r *sql.Rows) (*keyhold.AuditRecord, error) {
+	return scanAll(ctx, s, func(r *sql.Rows) (*keyhold.AuditRecord, error) {
 		a := &keyhold.AuditRecord{}
 		err := r.Scan(&a.Seq, dbTime{&a.Time}, &a.TenantID, &a.PrincipalID, &a.PrincipalName, &a.Action, &a.Method,
 			&a.Scope, &a.Status, &a.Result, &a.Detail, &a.RequestID, &a.ClientIP, &a.PrevHash, &a.Hash)

@@ -99,6 +99,6 @@ func (s *Store) ListRoleAssignments(ctx context.Context, f keyhold.RoleAssignmen
 			w.add(cond, args...)
 		}
 	}
-	return scanAll(s, ctx, func(r *sql.Rows) (*keyhold.RoleAssignment, error) { return scanRoleAssignment(r) },
+	return scanAll(ctx, s, func(r *sql.Rows) (*keyhold.RoleAssignment, error) { return scanRoleAssignment(r) },
 		`SELECT `+roleAssignmentCols+` FROM role_assignments`+w.String()+` ORDER BY scope_key, name_key`, w.args...)
 }

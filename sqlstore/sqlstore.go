@@ -393,7 +393,7 @@ func encRaw(field string, m json.RawMessage) (any, error) {
 }
 
 // scanAll runs a query and collects one value per row with scan.
-func scanAll[T any](s *Store, ctx context.Context, scan func(*sql.Rows) (T, error), query string, args ...any) ([]T, error) {
+func scanAll[T any](ctx context.Context, s *Store, scan func(*sql.Rows) (T, error), query string, args ...any) ([]T, error) {
 	rows, err := s.query(ctx, query, args...)
 	if err != nil {
 		return nil, err
