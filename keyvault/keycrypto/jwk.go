@@ -167,6 +167,11 @@ func importRSA(j JWK) (*PrivateKey, error) {
 		if len(m.v) == 0 {
 			return nil, badParam("RSA private key member %q is missing", m.name)
 		}
+		// No member of a valid key is longer than n; refusing early keeps
+		// absurd inputs away from the big-number arithmetic.
+		if len(trimLeadingZeros(m.v)) > len(trimLeadingZeros(j.N)) {
+			return nil, badParam("RSA private key member %q is longer than the modulus", m.name)
+		}
 	}
 	k := &rsa.PrivateKey{
 		PublicKey: *pub,

@@ -8,6 +8,7 @@ import (
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
+	"log/slog"
 	"math/big"
 	"strings"
 	"testing"
@@ -163,7 +164,12 @@ func TestJWKMarshalIsPublicOnly(t *testing.T) {
 		}
 	}
 	dB64 := keycrypto.EncodeBase64(std.D.Bytes())
-	for _, s := range []string{fmtAll(j), string(out)} {
+	var logs bytes.Buffer
+	slog.New(slog.NewJSONHandler(&logs, nil)).Info("import", "jwk", j)
+	if !strings.Contains(logs.String(), "[REDACTED]") {
+		t.Errorf("log line does not show the redaction: %s", logs.String())
+	}
+	for _, s := range []string{fmtAll(j), string(out), logs.String(), j.GoString()} {
 		if strings.Contains(s, dB64) || strings.Contains(s, std.D.String()) {
 			t.Errorf("private exponent leaked: %s", s)
 		}
@@ -230,6 +236,8 @@ func TestImportJWKRejects(t *testing.T) {
 		{"wrong dp", rsaWith(func(j *keycrypto.JWK) { j.DP = plusOne(j.DP) }), []string{`"dp"`, "does not match"}},
 		{"wrong dq", rsaWith(func(j *keycrypto.JWK) { j.DQ = plusOne(j.DQ) }), []string{`"dq"`, "does not match"}},
 		{"wrong qi", rsaWith(func(j *keycrypto.JWK) { j.QI = plusOne(j.QI) }), []string{`"qi"`, "does not match"}},
+		{"d longer than n", rsaWith(func(j *keycrypto.JWK) { j.D = append([]byte{1}, j.N...) }), []string{`"d"`, "longer than the modulus"}},
+		{"p longer than n", rsaWith(func(j *keycrypto.JWK) { j.P = bytes.Repeat([]byte{0xff}, 5000) }), []string{`"p"`, "longer than the modulus"}},
 		{"huge dp", rsaWith(func(j *keycrypto.JWK) { j.DP = bytes.Repeat([]byte{0xff}, 300) }), []string{`"dp"`}},
 		{"RSA with crv", rsaWith(func(j *keycrypto.JWK) { j.Crv = "P-256" }), []string{"EC members"}},
 		{"unknown key op", rsaWith(func(j *keycrypto.JWK) { j.KeyOps = []string{"sign", "frobnicate"} }), []string{"frobnicate"}},

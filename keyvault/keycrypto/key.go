@@ -20,7 +20,8 @@ import (
 // encoding (text): all of them show only the key type and size. Use
 // MarshalPrivate to get the material for sealing at rest.
 //
-// A PrivateKey is immutable and safe for concurrent use.
+// Make one with Generate, GenerateRSA, ImportJWK or ParsePrivate; the zero
+// value is not usable. A PrivateKey is immutable and safe for concurrent use.
 type PrivateKey struct {
 	kty string
 	crv string // EC only
@@ -30,7 +31,8 @@ type PrivateKey struct {
 }
 
 // PublicKey is the public half of an RSA or EC key: enough to encrypt, wrap
-// and verify. It is safe for concurrent use.
+// and verify. Get one from PrivateKey.Public or NewPublicKey; the zero value
+// is not usable. It is safe for concurrent use.
 type PublicKey struct {
 	kty string
 	crv string
