@@ -246,6 +246,18 @@ func TestRequestToken(t *testing.T) {
 	}
 }
 
+func TestServicePrincipalNeedsTenant(t *testing.T) {
+	_, c := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Error("the request was sent")
+	}))
+	cred := Credential{ClientID: "app", ClientSecret: keyhold.NewSecret([]byte("s"))}
+	for _, tenant := range []string{"", "organizations", "Common"} {
+		if _, err := c.RequestToken(context.Background(), tenant, cred, AudienceARM); err == nil || !strings.Contains(err.Error(), "give the tenant id") {
+			t.Errorf("tenant %q: got %v", tenant, err)
+		}
+	}
+}
+
 func TestCredentialSourceCaches(t *testing.T) {
 	var n atomic.Int32
 	_, c := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

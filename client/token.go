@@ -88,6 +88,11 @@ func (c *Client) RequestToken(ctx context.Context, tenant string, cred Credentia
 		if cred.ClientSecret.IsZero() {
 			return Token{}, errors.New("client: no client secret given")
 		}
+		if t := strings.ToLower(tenant); t == "organizations" || t == "common" {
+			// The identity platform would refuse it too (AADSTS50059), in
+			// fewer useful words.
+			return Token{}, errors.New("client: a service principal signs in to its own tenant: give the tenant id")
+		}
 		form.Set("grant_type", "client_credentials")
 		form.Set("client_id", cred.ClientID)
 		form.Set("client_secret", string(cred.ClientSecret.Reveal()))

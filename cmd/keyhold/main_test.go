@@ -196,6 +196,10 @@ func TestServerErrorsPrintMessageAndCode(t *testing.T) {
 		t.Errorf("got exit %d, stdout %q, stderr %q; want exit 1 and %q", code, out, errOut, want)
 	}
 	// A refused login shows the identity service's words.
+	code, _, errOut = h.run("login", "--server", h.f.srv.URL, "--client-id", spAppID, "--client-secret", "x")
+	if want := "keyhold: signing in as " + spAppID + ": a service principal signs in to its own tenant: give the tenant id\n"; code != exitError || errOut != want {
+		t.Errorf("no tenant: exit %d, stderr %q, want %q", code, errOut, want)
+	}
 	code, _, errOut = h.run("login", "--server", h.f.srv.URL, "--username", adminUPN, "--password", "wrong")
 	if code != exitError || !strings.HasPrefix(errOut, "keyhold: signing in as "+adminUPN+": AADSTS50126: Error validating credentials due to invalid username or password. (invalid_grant)\n") {
 		t.Errorf("bad password: exit %d, stderr %q", code, errOut)
@@ -215,8 +219,8 @@ func TestLoginWritesPrivateProfileWithoutSecrets(t *testing.T) {
 		{"password flag", []string{"--username", adminUPN, "--password", adminPW}, nil, nil, adminUPN, loginUser, adminPW},
 		{"password prompt", []string{"--username", adminUPN}, []string{adminPW}, nil, adminUPN, loginUser, adminPW},
 		{"password env", []string{"--username", adminUPN}, nil, map[string]string{"KEYHOLD_PASSWORD": adminPW}, adminUPN, loginUser, adminPW},
-		{"client secret env", nil, nil, map[string]string{"KEYHOLD_CLIENT_ID": spAppID, "KEYHOLD_CLIENT_SECRET": spSecretText}, spAppID, loginServicePrincipal, spSecretText},
-		{"client secret flag", []string{"--client-id", spAppID, "--client-secret", spSecretText}, nil, nil, spAppID, loginServicePrincipal, spSecretText},
+		{"client secret env", nil, nil, map[string]string{"KEYHOLD_CLIENT_ID": spAppID, "KEYHOLD_CLIENT_SECRET": spSecretText, "KEYHOLD_TENANT": fakeTenant}, spAppID, loginServicePrincipal, spSecretText},
+		{"client secret flag", []string{"--tenant", fakeTenant, "--client-id", spAppID, "--client-secret", spSecretText}, nil, nil, spAppID, loginServicePrincipal, spSecretText},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -325,7 +329,7 @@ func TestExpiredSession(t *testing.T) {
 	if p, _ := h.readProfile(); len(p.Tokens) != 0 || p.Server == "" {
 		t.Errorf("after logout: %+v", p)
 	}
-	if code, _, errOut := h.run("group", "list"); code != exitError || !strings.Contains(errOut, "run keyhold login") {
+	if code, _, errOut := h.run("group", "list"); code != exitError || errOut != "keyhold: you are not logged in (or logged out); run keyhold login\n" {
 		t.Errorf("after logout: exit %d, stderr %q", code, errOut)
 	}
 }

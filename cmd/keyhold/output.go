@@ -86,7 +86,12 @@ func sanitize(s string) string {
 // "<message> (<code>)" after any context the CLI added; the client's own
 // errors lose their package prefix.
 func errorMessage(err error) string {
-	msg := strings.TrimPrefix(err.Error(), "client: ")
+	msg := err.Error()
+	var ce *client.Error
+	if !errors.As(err, &ce) {
+		// The server's words are left alone; only the client's own lose it.
+		msg = strings.ReplaceAll(msg, "client: ", "")
+	}
 	var ua x509.UnknownAuthorityError
 	if errors.As(err, &ua) {
 		msg += " (give the CA that signed the server's certificate with --ca-cert or KEYHOLD_CA_CERT)"

@@ -240,16 +240,21 @@ func (t *session) Token(ctx context.Context, audience string) (string, error) {
 		return tok.AccessToken, nil
 	}
 	p := t.s.profile
+	var cached bool
 	if p != nil {
-		if tok, ok := p.Tokens[audience]; ok && tok.Valid(now) {
+		tok, ok := p.Tokens[audience]
+		if ok && tok.Valid(now) {
 			return tok.AccessToken, nil
 		}
+		cached = ok
 	}
 	cred := t.s.cred
 	if !cred.HasSecret() {
 		switch {
-		case p != nil:
+		case cached:
 			return "", errSessionExpired
+		case p != nil:
+			return "", errors.New("you are not logged in (or logged out); run keyhold login")
 		case cred.Name() == "":
 			return "", errors.New("not logged in: run keyhold login, or give --client-id and --client-secret, or --username and --password")
 		}
