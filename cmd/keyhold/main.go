@@ -119,10 +119,6 @@ func (c *command) sub(name string) *command {
 	return nil
 }
 
-// extraCommands are added to the root by files built only sometimes (the
-// serve command, while its file is not there yet).
-var extraCommands []func() *command
-
 // root returns the command tree.
 func root() *command {
 	r := &command{
@@ -142,10 +138,9 @@ func root() *command {
 			loginCommand(), logoutCommand(),
 			userCommand(), spCommand(), groupCommand(), providerCommand(), featureCommand(),
 			roleCommand(), auditCommand(), versionCommand(),
+			// serve.go (the server's) parses its own flags and prints its own help.
+			{name: "serve", summary: "run the Keyhold server", raw: cmdServe},
 		},
-	}
-	for _, f := range extraCommands {
-		r.subs = append(r.subs, f())
 	}
 	sort.SliceStable(r.subs, func(i, j int) bool { return r.subs[i].name < r.subs[j].name })
 	return r
