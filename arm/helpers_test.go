@@ -58,7 +58,11 @@ type env struct {
 	infoMu sync.Mutex
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { t.Helper(); return newEnvDelay(t, 30*time.Second) }
+
+// newEnvDelay is newEnv with the given provider and feature registration
+// delay.
+func newEnvDelay(t *testing.T, delay time.Duration) *env {
 	t.Helper()
 	ctx := context.Background()
 	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "k.db"))
@@ -96,7 +100,7 @@ func newEnv(t *testing.T) *env {
 		RoleDefinitionID: owner.ID, PrincipalID: strangerID, PrincipalType: keyhold.PrincipalUser, CreatedAt: now, UpdatedAt: now}))
 
 	e := &env{t: t, store: store, clock: &clock{t: now}}
-	e.srv = New(Config{Store: store, Now: e.clock.Now, RegistrationDelay: 30 * time.Second})
+	e.srv = New(Config{Store: store, Now: e.clock.Now, RegistrationDelay: delay})
 	e.srv.Register(widgets{})
 	e.srv.Register(parts{})
 	e.h = e.middleware(e.srv.Handler(), func(r *http.Request) string { return r.Header.Get("X-Test-Principal") })
