@@ -258,17 +258,20 @@ func scopeKey(scope string) string {
 }
 
 // scopeUnder returns the condition and arguments that select rows whose
-// column (a scopeKey) is prefix or below it at a segment boundary. The range
-// [p+"/", p+"0") holds exactly the strings that start with p+"/", because '0'
-// is the byte after '/'; unlike LIKE it needs no escaping and uses the index
-// (PostgreSQL columns are COLLATE "C" for this). It returns "" when prefix is
-// the root, which is above everything.
+// column (a scopeKey) is prefix or below it at a segment boundary. Keys below
+// p start with p+"/", so they lie in [p+"/", p+"0"), '0' being the byte after
+// '/'. The condition is written as the one index range [p, p+"0") and a
+// filter that drops the siblings inside it ("/subscriptions/a-b" sorts between
+// "/subscriptions/a" and "/subscriptions/a/"). Unlike LIKE it needs no
+// escaping; PostgreSQL columns are COLLATE "C" so that both engines order by
+// bytes. It returns "" when prefix is the root, which is above everything.
 func scopeUnder(column, prefix string) (string, []any) {
 	p := scopeKey(prefix)
 	if p == "" {
 		return "", nil
 	}
-	return "(" + column + " = ? OR (" + column + " >= ? AND " + column + " < ?))", []any{p, p + "/", p + "0"}
+	return "(" + column + " >= ? AND " + column + " < ? AND (" + column + " = ? OR " + column + " >= ?))",
+		[]any{p, p + "0", p, p + "/"}
 }
 
 // timeLayout is fixed width, so that stored times sort as text, and keeps

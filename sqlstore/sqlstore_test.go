@@ -33,8 +33,8 @@ func TestScopeUnder(t *testing.T) {
 	}{
 		{"", false, nil},
 		{"/", false, nil},
-		{"/Subscriptions/A/", true, []any{"/subscriptions/a", "/subscriptions/a/", "/subscriptions/a0"}},
-		{"/subscriptions/a", true, []any{"/subscriptions/a", "/subscriptions/a/", "/subscriptions/a0"}},
+		{"/Subscriptions/A/", true, []any{"/subscriptions/a", "/subscriptions/a0", "/subscriptions/a", "/subscriptions/a/"}},
+		{"/subscriptions/a", true, []any{"/subscriptions/a", "/subscriptions/a0", "/subscriptions/a", "/subscriptions/a/"}},
 	}
 	for _, tt := range tests {
 		cond, args := scopeUnder("c", tt.prefix)

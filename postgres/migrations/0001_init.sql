@@ -142,6 +142,7 @@ CREATE TABLE resources (
 );
 CREATE INDEX resources_scope ON resources (subscription_key, rg_key, type_key, id_key);
 CREATE INDEX resources_type ON resources (type_key, id_key);
+CREATE INDEX resources_group ON resources (rg_key, id_key);
 
 CREATE TABLE audit_log (
     seq            BIGINT PRIMARY KEY,
