@@ -79,8 +79,8 @@ func auditList() *command {
 			fs.IntVar(&top, "top", 0, "at most `N` records")
 		},
 		run: func(ctx context.Context, a *app, args []string) error {
-			if len(args) > 0 {
-				return usagef("unexpected argument %q", args[0])
+			if err := noArgs(args); err != nil {
+				return err
 			}
 			if top < 0 {
 				return usagef("--top must not be negative")
@@ -123,8 +123,8 @@ func auditVerify() *command {
 			"cut short at its end still verifies, and only an earlier copy of them shows it.",
 		examples: []string{"keyhold audit verify", "keyhold audit verify -o json"},
 		run: func(ctx context.Context, a *app, args []string) error {
-			if len(args) > 0 {
-				return usagef("unexpected argument %q", args[0])
+			if err := noArgs(args); err != nil {
+				return err
 			}
 			c, _, err := a.connect()
 			if err != nil {

@@ -44,17 +44,13 @@ func featureFlags(ns, name *string) func(fs *flag.FlagSet) {
 // --namespace/--name with do.
 func featureRun(verb string, ns, name *string, do func(c *client.Client, ctx context.Context, sub, ns, name string) (*client.Feature, error)) func(ctx context.Context, a *app, args []string) error {
 	return func(ctx context.Context, a *app, args []string) error {
-		if len(args) > 0 {
-			return usagef("unexpected argument %q", args[0])
+		if err := noArgs(args); err != nil {
+			return err
 		}
 		if *ns == "" || *name == "" {
 			return usagef("feature %s needs --namespace and --name", verb)
 		}
-		c, s, err := a.connect()
-		if err != nil {
-			return err
-		}
-		sub, err := s.sub()
+		c, sub, err := a.connectSub()
 		if err != nil {
 			return err
 		}
@@ -103,14 +99,10 @@ func featureList() *command {
 		examples: []string{"keyhold feature list", "keyhold feature list --namespace Microsoft.PowerPlatform"},
 		flags:    func(fs *flag.FlagSet) { fs.StringVar(&ns, "namespace", "", "only this provider `NAMESPACE`") },
 		run: func(ctx context.Context, a *app, args []string) error {
-			if len(args) > 0 {
-				return usagef("unexpected argument %q", args[0])
-			}
-			c, s, err := a.connect()
-			if err != nil {
+			if err := noArgs(args); err != nil {
 				return err
 			}
-			sub, err := s.sub()
+			c, sub, err := a.connectSub()
 			if err != nil {
 				return err
 			}

@@ -84,11 +84,7 @@ func groupCreate() *command {
 			if location == "" {
 				return usagef("--location is required")
 			}
-			c, s, err := a.connect()
-			if err != nil {
-				return err
-			}
-			sub, err := s.sub()
+			c, sub, err := a.connectSub()
 			if err != nil {
 				return err
 			}
@@ -107,14 +103,10 @@ func groupList() *command {
 		summary:  "list the subscription's resource groups",
 		examples: []string{"keyhold group list", "keyhold group list -o json"},
 		run: func(ctx context.Context, a *app, args []string) error {
-			if len(args) > 0 {
-				return usagef("unexpected argument %q", args[0])
-			}
-			c, s, err := a.connect()
-			if err != nil {
+			if err := noArgs(args); err != nil {
 				return err
 			}
-			sub, err := s.sub()
+			c, sub, err := a.connectSub()
 			if err != nil {
 				return err
 			}
@@ -140,11 +132,7 @@ func groupShow() *command {
 			if err != nil {
 				return err
 			}
-			c, s, err := a.connect()
-			if err != nil {
-				return err
-			}
-			sub, err := s.sub()
+			c, sub, err := a.connectSub()
 			if err != nil {
 				return err
 			}
@@ -186,11 +174,7 @@ func groupDelete() *command {
 					return fmt.Errorf("resource group %s was not deleted", name)
 				}
 			}
-			c, s, err := a.connect()
-			if err != nil {
-				return err
-			}
-			sub, err := s.sub()
+			c, sub, err := a.connectSub()
 			if err != nil {
 				return err
 			}

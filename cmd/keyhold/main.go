@@ -155,6 +155,14 @@ func usagef(format string, args ...any) error {
 	return &usageError{msg: fmt.Sprintf(format, args...)}
 }
 
+// noArgs refuses positional arguments for commands that take none.
+func noArgs(args []string) error {
+	if len(args) > 0 {
+		return usagef("unexpected argument %q", args[0])
+	}
+	return nil
+}
+
 // run runs the command line args and returns the exit code.
 func (a *app) run(ctx context.Context, args []string) int {
 	r := root()

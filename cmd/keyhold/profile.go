@@ -207,8 +207,19 @@ func (a *app) connect() (*client.Client, settings, error) {
 	return c, s, err
 }
 
-// subscription returns the subscription of this command or an error that
-// says how to give one.
+// connectSub is connect for commands under a subscription: it also returns
+// the subscription id, or an error that says how to give one.
+func (a *app) connectSub() (*client.Client, string, error) {
+	c, s, err := a.connect()
+	if err != nil {
+		return nil, "", err
+	}
+	sub, err := s.sub()
+	return c, sub, err
+}
+
+// sub returns the subscription of this command or an error that says how
+// to give one.
 func (s settings) sub() (string, error) {
 	if s.subscription == "" {
 		return "", errors.New("no subscription: use --subscription or KEYHOLD_SUBSCRIPTION, or run keyhold login")

@@ -33,14 +33,10 @@ func providerList() *command {
 		summary:  "list resource providers and the subscription's registration of each",
 		examples: []string{"keyhold provider list", "keyhold provider list -o json"},
 		run: func(ctx context.Context, a *app, args []string) error {
-			if len(args) > 0 {
-				return usagef("unexpected argument %q", args[0])
-			}
-			c, s, err := a.connect()
-			if err != nil {
+			if err := noArgs(args); err != nil {
 				return err
 			}
-			sub, err := s.sub()
+			c, sub, err := a.connectSub()
 			if err != nil {
 				return err
 			}
@@ -68,11 +64,7 @@ func providerShow() *command {
 			if err != nil {
 				return err
 			}
-			c, s, err := a.connect()
-			if err != nil {
-				return err
-			}
-			sub, err := s.sub()
+			c, sub, err := a.connectSub()
 			if err != nil {
 				return err
 			}
@@ -110,11 +102,7 @@ func providerRegister(register bool) *command {
 		if err != nil {
 			return err
 		}
-		cl, s, err := a.connect()
-		if err != nil {
-			return err
-		}
-		sub, err := s.sub()
+		cl, sub, err := a.connectSub()
 		if err != nil {
 			return err
 		}

@@ -48,8 +48,8 @@ func roleDefinitionList() *command {
 			fs.StringVar(&scope, "scope", "", "`SCOPE` to list at; the subscription if not given")
 		},
 		run: func(ctx context.Context, a *app, args []string) error {
-			if len(args) > 0 {
-				return usagef("unexpected argument %q", args[0])
+			if err := noArgs(args); err != nil {
+				return err
 			}
 			c, s, err := a.connect()
 			if err != nil {
@@ -144,8 +144,8 @@ func roleAssignmentCreate() *command {
 			fs.StringVar(&scope, "scope", "", "`SCOPE` of the assignment; the subscription if not given")
 		},
 		run: func(ctx context.Context, a *app, args []string) error {
-			if len(args) > 0 {
-				return usagef("unexpected argument %q", args[0])
+			if err := noArgs(args); err != nil {
+				return err
 			}
 			if assignee == "" || role == "" {
 				return usagef("role assignment create needs --assignee and --role")
@@ -261,8 +261,8 @@ func roleAssignmentList() *command {
 			fs.StringVar(&assignee, "assignee", "", "only assignments of this object `ID`, user principal name or application id")
 		},
 		run: func(ctx context.Context, a *app, args []string) error {
-			if len(args) > 0 {
-				return usagef("unexpected argument %q", args[0])
+			if err := noArgs(args); err != nil {
+				return err
 			}
 			c, s, err := a.connect()
 			if err != nil {
@@ -306,8 +306,8 @@ func roleAssignmentDelete() *command {
 			fs.StringVar(&name, "name", "", "the assignment's `NAME` (a GUID), looked up in the subscription")
 		},
 		run: func(ctx context.Context, a *app, args []string) error {
-			if len(args) > 0 {
-				return usagef("unexpected argument %q", args[0])
+			if err := noArgs(args); err != nil {
+				return err
 			}
 			if (id == "") == (name == "") {
 				return usagef("role assignment delete needs one of --id and --name")

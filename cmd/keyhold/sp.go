@@ -92,8 +92,8 @@ func spList() *command {
 		summary:  "list service principals and managed identities",
 		examples: []string{"keyhold sp list"},
 		run: func(ctx context.Context, a *app, args []string) error {
-			if len(args) > 0 {
-				return usagef("unexpected argument %q", args[0])
+			if err := noArgs(args); err != nil {
+				return err
 			}
 			c, _, err := a.connect()
 			if err != nil {

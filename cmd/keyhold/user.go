@@ -138,8 +138,8 @@ func userList() *command {
 		summary:  "list users",
 		examples: []string{"keyhold user list", "keyhold user list -o json"},
 		run: func(ctx context.Context, a *app, args []string) error {
-			if len(args) > 0 {
-				return usagef("unexpected argument %q", args[0])
+			if err := noArgs(args); err != nil {
+				return err
 			}
 			c, _, err := a.connect()
 			if err != nil {
