@@ -432,6 +432,14 @@ func TestGenericResources(t *testing.T) {
 		t.Errorf("audit annotation = %+v", info)
 	}
 	e.mustStatus(e.do(nobodyID, http.MethodPost, widget+"/polish"+wapi, nil), 403)
+	if r = e.mustStatus(e.do(ownerID, http.MethodPost, "/providers/Keyhold.Test/widgetQuery"+wapi, nil), 200); !strings.Contains(string(r.Body), `"names":["w1","w2"]`) {
+		t.Errorf("owner's query: %s", r.Body)
+	}
+	if r = e.mustStatus(e.do(nobodyID, http.MethodPost, "/providers/Keyhold.Test/widgetQuery"+wapi, nil), 200); !strings.Contains(string(r.Body), `"names":null`) {
+		t.Errorf("nobody's query: %s", r.Body)
+	}
+	e.mustStatus(e.do(ownerID, http.MethodHead, widget+wapi, nil), 204)
+	e.mustStatus(e.do(ownerID, http.MethodHead, groupPath+"/providers/Keyhold.Test/widgets/none"+wapi, nil), 404)
 	e.mustStatus(e.do(ownerID, http.MethodGet, subPath+"/providers/Keyhold.Test/retiredWidgets"+wapi, nil), 200)
 	if r = e.do(ownerID, http.MethodGet, subPath+"/providers/Keyhold.Test/retiredWidgets"+"?api-version=2021-04-01", nil); r.Status != 400 {
 		t.Errorf("route api-version: %d", r.Status)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/armid"
 	"github.com/keyhold/keyhold/httpapi"
 	"github.com/keyhold/keyhold/rbac"
 	"github.com/keyhold/keyhold/sqlite"
@@ -252,6 +253,27 @@ func (widgets) Routes() []Route {
 					return nil, 0, err
 				}
 				return map[string]any{"polished": r.Name, "scope": req.Scope.String()}, http.StatusOK, nil
+			},
+		},
+		{
+			// A tenant-wide query that filters by what the caller may read.
+			Method:  http.MethodPost,
+			Pattern: "/providers/Keyhold.Test/widgetQuery",
+			Handle: func(ctx context.Context, req *RouteRequest) (any, int, error) {
+				all, err := req.Store.ListResources(ctx, keyhold.ResourceFilter{Type: "Keyhold.Test/widgets"})
+				if err != nil {
+					return nil, 0, err
+				}
+				var names []string
+				for _, r := range all {
+					id, _ := armid.Parse(r.ID)
+					if ok, err := req.Allowed("Keyhold.Test/widgets/read", id); err != nil {
+						return nil, 0, err
+					} else if ok {
+						names = append(names, r.Name)
+					}
+				}
+				return map[string]any{"names": names}, 0, nil
 			},
 		},
 		{

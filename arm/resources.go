@@ -100,7 +100,9 @@ type Route struct {
 	// {subscriptionId} placeholder names the subscription to check.
 	Pattern string
 	// Action is the ARM action checked and written to the audit log, such as
-	// "Microsoft.KeyVault/vaults/accessPolicies/write".
+	// "Microsoft.KeyVault/vaults/accessPolicies/write". Empty means the
+	// framework checks nothing: Handle authorizes itself with
+	// RouteRequest.Allowed, as a query over many scopes must.
 	Action string
 	// Scope returns the scope Action is checked at; nil means the longest
 	// prefix of the path that is a valid resource id or scope.
@@ -124,6 +126,9 @@ type RouteRequest struct {
 	Scope        armid.ID
 	Store        keyhold.Store
 	Now          time.Time
+	// Allowed reports whether the caller may perform action at scope, from
+	// grants loaded once per request.
+	Allowed func(action string, scope armid.ID) (bool, error)
 }
 
 type boundRoute struct {
@@ -201,7 +206,8 @@ func (s *Server) serveRoute(q *request, b boundRoute, params map[string]string) 
 	if err := checkVersion(q, versions); err != nil {
 		return err
 	}
-	rr := &RouteRequest{HTTP: q.r, Writer: q.w, Params: params, APIVersion: q.apiVersion, Caller: q.caller, Store: s.store, Now: s.now().UTC()}
+	rr := &RouteRequest{HTTP: q.r, Writer: q.w, Params: params, APIVersion: q.apiVersion, Caller: q.caller, Store: s.store, Now: s.now().UTC(),
+		Allowed: func(action string, scope armid.ID) (bool, error) { return s.allows(q, action, scope) }}
 	if eq(q.segs[0], "subscriptions") {
 		sub, err := s.subscription(q, q.segs[1])
 		if err != nil {
@@ -220,8 +226,10 @@ func (s *Server) serveRoute(q *request, b boundRoute, params map[string]string) 
 		scope = longestScope(q.segs)
 	}
 	rr.Scope = scope
-	if err := s.authorize(q, b.Action, scope); err != nil {
-		return err
+	if b.Action != "" {
+		if err := s.authorize(q, b.Action, scope); err != nil {
+			return err
+		}
 	}
 	body, status, err := b.Handle(q.ctx, rr)
 	if err != nil {
@@ -370,11 +378,23 @@ func (s *Server) serveResource(q *request, sub *keyhold.Subscription, id armid.I
 	}
 	typ := rt.Type()
 	switch q.method() {
-	case http.MethodGet:
+	case http.MethodGet, http.MethodHead:
 		if err := s.authorize(q, typ+"/read", id); err != nil {
 			return err
 		}
 		r, err := s.store.GetResource(q.ctx, id.String())
+		if q.method() == http.MethodHead {
+			// armresources CheckExistenceByID reads 204 or 404.
+			switch {
+			case err == nil:
+				q.w.WriteHeader(http.StatusNoContent)
+			case keyhold.IsNotFound(err):
+				q.w.WriteHeader(http.StatusNotFound)
+			default:
+				return err
+			}
+			return nil
+		}
 		if keyhold.IsNotFound(err) {
 			return resourceNotFound(id)
 		}
