@@ -185,6 +185,7 @@ func testRoleAssignmentScopePrefix(t *testing.T, s keyhold.Store) {
 		{"vault", "t1", "/subscriptions/a/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/v1", "u1"},
 		{"other-tenant", "t2", "/subscriptions/a", "u3"},
 		{"under_score", "t1", "/subscriptions/a_b", "u3"},
+		{"dotted", "t1", "/subscriptions/a.b", "u4"}, // sorts between "/subscriptions/a" and "/subscriptions/a/"
 	}
 	for _, a := range assignments {
 		must(t, s.CreateRoleAssignment(ctx, &keyhold.RoleAssignment{Name: a.name, TenantID: a.tenant, Scope: a.scope,
@@ -209,7 +210,7 @@ func testRoleAssignmentScopePrefix(t *testing.T, s keyhold.Store) {
 		{"resource group", keyhold.RoleAssignmentFilter{ScopePrefix: "/subscriptions/a/resourceGroups/rg"},
 			[]string{"rg", "vault"}},
 		{"root covers all of the tenant", keyhold.RoleAssignmentFilter{TenantID: "t1", ScopePrefix: "/"},
-			[]string{"root", "sub-a", "rg", "vault", "rg2", "under_score", "sub-ab"}},
+			[]string{"root", "sub-a", "dotted", "rg", "vault", "rg2", "under_score", "sub-ab"}},
 		{"underscore is literal", keyhold.RoleAssignmentFilter{ScopePrefix: "/subscriptions/a_b"}, []string{"under_score"}},
 		{"exact scope", keyhold.RoleAssignmentFilter{Scope: "/Subscriptions/A"}, []string{"other-tenant", "sub-a"}},
 		{"exact root", keyhold.RoleAssignmentFilter{Scope: "/"}, []string{"root"}},
