@@ -234,6 +234,8 @@ func (s *Server) route(q *request) error {
 				return s.serveGeneric(q)
 			}
 		}
+	case eq(segs[0], "tenants") && n == 1:
+		return s.listTenants(q)
 	case eq(segs[0], "providers"):
 		switch n {
 		case 1:

@@ -73,6 +73,10 @@ func TestSubscriptions(t *testing.T) {
 	if _, ok := got["subscriptionPolicies"].(map[string]any); !ok {
 		t.Errorf("subscriptionPolicies missing: %s", r.Body)
 	}
+	r = e.mustStatus(e.do(strangerID, http.MethodGet, "/tenants?api-version=2022-12-01", nil), 200)
+	if v := r.json(t)["value"].([]any); len(v) != 1 || v[0].(map[string]any)["tenantId"] != tenantB {
+		t.Errorf("tenants: %s", r.Body)
+	}
 	r = e.do(strangerID, http.MethodGet, subPath, nil)
 	if r.Status != 404 || r.code(t) != "SubscriptionNotFound" {
 		t.Errorf("another tenant's GET: %d %s", r.Status, r.Body)

@@ -77,6 +77,31 @@ func (s *Server) getSubscription(q *request, sub *keyhold.Subscription) error {
 	return nil
 }
 
+// listTenants answers GET /tenants with the caller's own tenant, as
+// armsubscriptions' TenantsClient lists it.
+func (s *Server) listTenants(q *request) error {
+	if q.method() != http.MethodGet {
+		return methodNotAllowed(q)
+	}
+	if err := checkVersion(q, subscriptionsVersions); err != nil {
+		return err
+	}
+	httpapi.Annotate(q.ctx, "Microsoft.Resources/tenants/read", "/")
+	t, err := s.store.GetTenant(q.ctx, q.caller.TenantID)
+	if err != nil {
+		return err
+	}
+	item := map[string]any{
+		"id":             "/tenants/" + t.ID,
+		"tenantId":       t.ID,
+		"tenantCategory": "Home",
+		"displayName":    t.DisplayName,
+		"defaultDomain":  t.DefaultDomain,
+		"domains":        []string{t.DefaultDomain},
+	}
+	return writePage(q, []any{item})
+}
+
 // regions are the locations Keyhold offers, in ARM's name and display form.
 var regions = []struct{ Name, Display, Geography string }{
 	{"eastus", "East US", "United States"},
