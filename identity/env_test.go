@@ -50,18 +50,26 @@ func (c *clock) Advance(d time.Duration) {
 // env is a Service on a SQLite store behind a TLS test server that serves
 // the identity endpoints at / and the directory API, authenticated, at /v1.0/.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	store keyhold.Store
 	key   *seal.Key
 	clock *clock
 	svc   *Service
 	srv   *httptest.Server
 
+	rand io.Reader
+
 	mu       sync.Mutex
 	lastInfo httpapi.Info // what the last Graph request annotated
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
+	return newEnvRand(t, nil)
+}
+
+// newEnvRand is newEnv with the service's ids and secrets drawn from rnd, so
+// that fuzz seeds can name a real client and its secret.
+func newEnvRand(t testing.TB, rnd io.Reader) *env {
 	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "keyhold.db"))
@@ -76,7 +84,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, store: st, key: key, clock: &clock{t: time.Now()}}
+	e := &env{t: t, store: st, key: key, clock: &clock{t: time.Now()}, rand: rnd}
 	e.srv = httptest.NewUnstartedServer(http.HandlerFunc(e.serve))
 	e.srv.StartTLS()
 	t.Cleanup(e.srv.Close)
@@ -91,6 +99,7 @@ func (e *env) newService() *Service {
 		PublicURL: e.srv.URL + "/",
 		Now:       e.clock.Now,
 		Logger:    slog.New(slog.DiscardHandler),
+		Rand:      e.rand,
 	})
 	if err != nil {
 		e.t.Fatal(err)
@@ -187,7 +196,7 @@ func (e *env) do(method, path, tok string, body any) (int, map[string]any) {
 	return resp.StatusCode, decodeBody(e.t, resp.Body)
 }
 
-func decodeBody(t *testing.T, r io.Reader) map[string]any {
+func decodeBody(t testing.TB, r io.Reader) map[string]any {
 	t.Helper()
 	b, _ := io.ReadAll(r)
 	if len(strings.TrimSpace(string(b))) == 0 {
@@ -209,7 +218,7 @@ func graphCode(m map[string]any) string {
 
 // signWith signs claims with an arbitrary key, header and algorithm, to
 // forge tokens.
-func signWith(t *testing.T, k *rsa.PrivateKey, header map[string]any, c any) string {
+func signWith(t testing.TB, k *rsa.PrivateKey, header map[string]any, c any) string {
 	t.Helper()
 	h, _ := json.Marshal(header)
 	p, _ := json.Marshal(c)
@@ -226,7 +235,7 @@ func signWith(t *testing.T, k *rsa.PrivateKey, header map[string]any, c any) str
 }
 
 // payload decodes the claims of a JWT without verifying it.
-func payload(t *testing.T, tok string) map[string]any {
+func payload(t testing.TB, tok string) map[string]any {
 	t.Helper()
 	parts := strings.Split(tok, ".")
 	if len(parts) != 3 {
