@@ -83,7 +83,9 @@ type Properties struct {
 
 // RBAC reports whether the data plane is authorized by role assignments
 // rather than access policies.
-func (p *Properties) RBAC() bool { return p.EnableRbacAuthorization != nil && *p.EnableRbacAuthorization }
+func (p *Properties) RBAC() bool {
+	return p.EnableRbacAuthorization != nil && *p.EnableRbacAuthorization
+}
 
 // PurgeProtected reports whether purge protection is on.
 func (p *Properties) PurgeProtected() bool {
