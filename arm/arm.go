@@ -20,6 +20,7 @@ import (
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/armid"
+	"github.com/keyhold/keyhold/events"
 	"github.com/keyhold/keyhold/httpapi"
 	"github.com/keyhold/keyhold/rbac"
 )
@@ -36,16 +37,21 @@ type Config struct {
 	// RegistrationDelay is how long a provider or feature stays Registering
 	// (or Unregistering) before it reads back Registered (Unregistered).
 	RegistrationDelay time.Duration
+	// Events receives events.RoleAssignmentChanged after a role assignment
+	// is created or deleted, also when the deletion of its scope takes it
+	// along; nil publishes nowhere.
+	Events *events.Bus
 }
 
 // Server is the resource manager. Register resource types before serving;
 // Register is safe to call concurrently with requests all the same.
 type Server struct {
-	store keyhold.Store
-	authz *rbac.Authorizer
-	log   *slog.Logger
-	now   func() time.Time
-	delay time.Duration
+	store  keyhold.Store
+	authz  *rbac.Authorizer
+	log    *slog.Logger
+	now    func() time.Time
+	delay  time.Duration
+	events *events.Bus
 
 	mu     sync.RWMutex
 	types  map[string]ResourceType // by lower-case type
@@ -55,12 +61,13 @@ type Server struct {
 // New returns a Server for cfg.
 func New(cfg Config) *Server {
 	s := &Server{
-		store: cfg.Store,
-		authz: cfg.Authz,
-		log:   cfg.Logger,
-		now:   cfg.Now,
-		delay: cfg.RegistrationDelay,
-		types: map[string]ResourceType{},
+		store:  cfg.Store,
+		authz:  cfg.Authz,
+		log:    cfg.Logger,
+		now:    cfg.Now,
+		delay:  cfg.RegistrationDelay,
+		events: cfg.Events,
+		types:  map[string]ResourceType{},
 	}
 	if s.authz == nil {
 		s.authz = rbac.New(cfg.Store)

@@ -263,6 +263,7 @@ func (s *Server) deleteRoleAssignment(q *request, scope armid.ID, name string) e
 	if err := s.store.DeleteRoleAssignment(q.ctx, a.Name); err != nil && !keyhold.IsNotFound(err) {
 		return err
 	}
+	s.publishAssignments(q.ctx, []*keyhold.RoleAssignment{a}, "deleted")
 	httpapi.WriteJSON(q.w, http.StatusOK, renderRoleAssignment(a))
 	return nil
 }
@@ -332,6 +333,7 @@ func (s *Server) putRoleAssignment(q *request, scope armid.ID, name string) erro
 		CreatedBy: q.caller.Principal.ID, CreatedAt: now, UpdatedAt: now,
 	}
 	var out *keyhold.RoleAssignment
+	created := false
 	err = s.store.InTx(q.ctx, func(tx keyhold.Store) error {
 		existing, err := tx.GetRoleAssignment(q.ctx, a.Name)
 		switch {
@@ -361,11 +363,14 @@ func (s *Server) putRoleAssignment(q *request, scope armid.ID, name string) erro
 			}
 			return err
 		}
-		out = a
+		out, created = a, true
 		return nil
 	})
 	if err != nil {
 		return err
+	}
+	if created {
+		s.publishAssignments(q.ctx, []*keyhold.RoleAssignment{out}, "created")
 	}
 	httpapi.WriteJSON(q.w, http.StatusCreated, renderRoleAssignment(out))
 	return nil

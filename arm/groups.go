@@ -221,12 +221,14 @@ func (s *Server) deleteGroup(q *request, sub *keyhold.Subscription, id armid.ID)
 	if err := s.authorize(q, actionGroupDelete, id); err != nil {
 		return err
 	}
+	hctx, hooks := withCommitHooks(q.ctx)
+	var gone []*keyhold.RoleAssignment
 	err := s.store.InTx(q.ctx, func(tx keyhold.Store) error {
 		g, err := s.getGroup(q.ctx, tx, sub.ID, id.ResourceGroup())
 		if err != nil {
 			return err
 		}
-		ctx := withTx(q.ctx, tx)
+		ctx := withTx(hctx, tx)
 		res, err := tx.ListResources(ctx, keyhold.ResourceFilter{SubscriptionID: sub.ID, ResourceGroup: g.Name})
 		if err != nil {
 			return err
@@ -239,7 +241,7 @@ func (s *Server) deleteGroup(q *request, sub *keyhold.Subscription, id armid.ID)
 				return err
 			}
 		}
-		if err := deleteAssignmentsUnder(ctx, tx, sub.TenantID, id); err != nil {
+		if gone, err = deleteAssignmentsUnder(ctx, tx, sub.TenantID, id); err != nil {
 			return err
 		}
 		return tx.DeleteResourceGroup(ctx, sub.ID, g.Name)
@@ -247,6 +249,8 @@ func (s *Server) deleteGroup(q *request, sub *keyhold.Subscription, id armid.ID)
 	if err != nil {
 		return err
 	}
+	hooks.run()
+	s.publishAssignments(q.ctx, gone, "deleted with its resource group, the")
 	op := "/subscriptions/" + sub.ID + "/operationresults/" + groupDeletionToken(id.ResourceGroup())
 	q.w.Header().Set("Location", baseURL(q.r)+op+"?api-version="+url.QueryEscape(q.apiVersion))
 	q.w.Header().Set("Retry-After", "0")
@@ -255,22 +259,25 @@ func (s *Server) deleteGroup(q *request, sub *keyhold.Subscription, id armid.ID)
 }
 
 // deleteAssignmentsUnder removes the role assignments at or below scope, as
-// ARM does when the scope goes away.
-func deleteAssignmentsUnder(ctx context.Context, tx keyhold.Store, tenantID string, scope armid.ID) error {
+// ARM does when the scope goes away, and returns them so that the caller can
+// publish their removal once the transaction commits.
+func deleteAssignmentsUnder(ctx context.Context, tx keyhold.Store, tenantID string, scope armid.ID) ([]*keyhold.RoleAssignment, error) {
 	as, err := tx.ListRoleAssignments(ctx, keyhold.RoleAssignmentFilter{TenantID: tenantID, ScopePrefix: scope.String()})
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var gone []*keyhold.RoleAssignment
 	for _, a := range as {
 		aid, err := armid.Parse(a.Scope)
 		if err != nil || !aid.IsUnder(scope) {
 			continue
 		}
 		if err := tx.DeleteRoleAssignment(ctx, a.Name); err != nil && !keyhold.IsNotFound(err) {
-			return err
+			return nil, err
 		}
+		gone = append(gone, a)
 	}
-	return nil
+	return gone, nil
 }
 
 const groupDeletionPrefix = "RGDELETE-"

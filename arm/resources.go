@@ -411,6 +411,8 @@ func (s *Server) serveResource(q *request, sub *keyhold.Subscription, id armid.I
 			return err
 		}
 		found := true
+		hctx, hooks := withCommitHooks(q.ctx)
+		var gone []*keyhold.RoleAssignment
 		err := s.store.InTx(q.ctx, func(tx keyhold.Store) error {
 			r, err := tx.GetResource(q.ctx, id.String())
 			if keyhold.IsNotFound(err) {
@@ -423,7 +425,7 @@ func (s *Server) serveResource(q *request, sub *keyhold.Subscription, id armid.I
 			if err := checkIfMatch(q.r, r); err != nil {
 				return err
 			}
-			ctx := withTx(q.ctx, tx)
+			ctx := withTx(hctx, tx)
 			children, err := tx.ListResources(ctx, keyhold.ResourceFilter{SubscriptionID: sub.ID, ResourceGroup: id.ResourceGroup()})
 			if err != nil {
 				return err
@@ -439,11 +441,14 @@ func (s *Server) serveResource(q *request, sub *keyhold.Subscription, id armid.I
 			if err := s.deleteResource(ctx, tx, r); err != nil {
 				return err
 			}
-			return deleteAssignmentsUnder(ctx, tx, sub.TenantID, id)
+			gone, err = deleteAssignmentsUnder(ctx, tx, sub.TenantID, id)
+			return err
 		})
 		if err != nil {
 			return err
 		}
+		hooks.run()
+		s.publishAssignments(q.ctx, gone, "deleted with its resource, the")
 		if !found {
 			q.w.WriteHeader(http.StatusNoContent)
 			return nil
@@ -497,6 +502,7 @@ func (s *Server) writeResource(q *request, sub *keyhold.Subscription, id armid.I
 	now := s.now().UTC()
 	var out *keyhold.Resource
 	status := http.StatusOK
+	ctx, hooks := withCommitHooks(q.ctx)
 	err = s.store.InTx(q.ctx, func(tx keyhold.Store) error {
 		req := &PutRequest{ID: id, APIVersion: q.apiVersion, Caller: q.caller, Subscription: sub, Body: body, Store: tx, Now: now}
 		if id.ResourceGroup() != "" {
@@ -537,7 +543,7 @@ func (s *Server) writeResource(q *request, sub *keyhold.Subscription, id armid.I
 		var res *keyhold.Resource
 		if q.method() == http.MethodPut {
 			var st int
-			res, st, err = rt.Put(q.ctx, req)
+			res, st, err = rt.Put(ctx, req)
 			if err != nil {
 				return err
 			}
@@ -551,7 +557,7 @@ func (s *Server) writeResource(q *request, sub *keyhold.Subscription, id armid.I
 			if existing == nil {
 				return resourceNotFound(id)
 			}
-			res, err = rt.Patch(q.ctx, req)
+			res, err = rt.Patch(ctx, req)
 			if err != nil {
 				return err
 			}
@@ -581,6 +587,7 @@ func (s *Server) writeResource(q *request, sub *keyhold.Subscription, id armid.I
 	if err != nil {
 		return err
 	}
+	hooks.run()
 	q.w.Header().Set("ETag", out.ETag)
 	httpapi.WriteJSON(q.w, status, rt.Render(out))
 	return nil
