@@ -55,6 +55,8 @@ type Service struct {
 	cfg Config
 	log *slog.Logger
 	now func() time.Time
+	// cache keeps parsed private keys of the data plane (keys_crypto.go).
+	cache keyCache
 }
 
 // New returns the vault service.
