@@ -21,6 +21,7 @@ type Store interface {
 	ResourceStore
 	AuditStore
 	SettingStore
+	KeyStore
 
 	// InTx runs fn in one transaction: every call fn makes on tx commits
 	// together, or none does if fn returns an error or panics.
@@ -119,6 +120,7 @@ type ResourceFilter struct {
 	SubscriptionID string
 	ResourceGroup  string // case-insensitive
 	Type           string // case-insensitive
+	Name           string // the resource's name, case-insensitive, exact match
 }
 
 // ResourceStore keeps resource-manager resources of every type.

@@ -276,18 +276,19 @@ func (s *Store) PutResource(ctx context.Context, r *keyhold.Resource) error {
 		return err
 	}
 	_, err = s.exec(ctx, `INSERT INTO resources (id_key, id, subscription_key, subscription_id, resource_group, rg_key,
-		type, type_key, name, location, kind, tags, sku, identity, properties,
+		type, type_key, name, name_key, location, kind, tags, sku, identity, properties,
 		created_by, created_by_type, created_at, last_modified_by, last_modified_by_type, last_modified_at, etag)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id_key) DO UPDATE SET subscription_key = excluded.subscription_key,
 		subscription_id = excluded.subscription_id, resource_group = excluded.resource_group, rg_key = excluded.rg_key,
-		type = excluded.type, type_key = excluded.type_key, name = excluded.name, location = excluded.location,
+		type = excluded.type, type_key = excluded.type_key, name = excluded.name,
+		name_key = excluded.name_key, location = excluded.location,
 		kind = excluded.kind, tags = excluded.tags, sku = excluded.sku, identity = excluded.identity,
 		properties = excluded.properties, last_modified_by = excluded.last_modified_by,
 		last_modified_by_type = excluded.last_modified_by_type, last_modified_at = excluded.last_modified_at,
 		etag = excluded.etag`,
 		key(r.ID), r.ID, key(r.SubscriptionID), r.SubscriptionID, r.ResourceGroup, key(r.ResourceGroup),
-		r.Type, key(r.Type), r.Name, r.Location, r.Kind, tags, sku, identity, props,
+		r.Type, key(r.Type), r.Name, key(r.Name), r.Location, r.Kind, tags, sku, identity, props,
 		sd.CreatedBy, sd.CreatedByType, ts[0], sd.LastModifiedBy, sd.LastModifiedByType, ts[1], r.ETag)
 	return err
 }
@@ -331,7 +332,9 @@ func (s *Store) DeleteResource(ctx context.Context, id string) error {
 }
 
 // ListResources returns the resources that match f, ordered by id
-// case-insensitively.
+// case-insensitively. A filter by name (with or without type) is one index
+// range, since the Key Vault data plane finds its vault by name on every
+// request.
 func (s *Store) ListResources(ctx context.Context, f keyhold.ResourceFilter) ([]*keyhold.Resource, error) {
 	var w where
 	if f.SubscriptionID != "" {
@@ -342,6 +345,9 @@ func (s *Store) ListResources(ctx context.Context, f keyhold.ResourceFilter) ([]
 	}
 	if f.Type != "" {
 		w.add("type_key = ?", key(f.Type))
+	}
+	if f.Name != "" {
+		w.add("name_key = ?", key(f.Name))
 	}
 	return scanAll(ctx, s, func(r *sql.Rows) (*keyhold.Resource, error) { return scanResource(r) },
 		`SELECT `+resourceCols+` FROM resources`+w.String()+` ORDER BY id_key`, w.args...)

@@ -308,10 +308,23 @@ func testListResources(t *testing.T, s keyhold.Store) {
 		{"type any case", keyhold.ResourceFilter{Type: "microsoft.keyvault/VAULTS"}, []string{"A", "b", "c"}},
 		{"group across subscriptions", keyhold.ResourceFilter{ResourceGroup: "rg1", Type: "Microsoft.KeyVault/vaults"}, []string{"A", "b", "c"}},
 		{"none", keyhold.ResourceFilter{SubscriptionID: "s3"}, []string{}},
+		{"name any case", keyhold.ResourceFilter{Name: "a"}, []string{"A"}},
+		{"name and type", keyhold.ResourceFilter{Name: "C", Type: "Microsoft.KeyVault/vaults"}, []string{"c"}},
+		{"name is exact, not a prefix", keyhold.ResourceFilter{Name: "vault"}, []string{}},
+		{"name of another type", keyhold.ResourceFilter{Name: "p", Type: "Microsoft.KeyVault/vaults"}, []string{}},
 	}
 	for _, tt := range tests {
 		got, err := s.ListResources(ctx, tt.f)
 		must(t, err)
 		same(t, "ListResources("+tt.name+")", names(got), tt.want)
+	}
+	// A replacing PUT moves the name with it.
+	renamed := *rs[3]
+	renamed.Name = "C2"
+	must(t, s.PutResource(ctx, &renamed))
+	for name, want := range map[string][]string{"c2": {"C2"}, "c": {}} {
+		got, err := s.ListResources(ctx, keyhold.ResourceFilter{Name: name})
+		must(t, err)
+		same(t, "ListResources(name "+name+" after rename)", names(got), want)
 	}
 }

@@ -45,6 +45,16 @@ func Run(t *testing.T, open func(t *testing.T) keyhold.Store) {
 		{"InTxContinuesAfterConflict", testInTxContinuesAfterConflict},
 		{"InTxAudit", testInTxAudit},
 		{"TimesRoundTrip", testTimesRoundTrip},
+		{"KeyVersions", testKeyVersions},
+		{"UpdateKeyVersion", testUpdateKeyVersion},
+		{"ListKeys", testListKeys},
+		{"ListKeyVersions", testListKeyVersions},
+		{"DeleteRecoverPurge", testDeleteRecoverPurge},
+		{"ListDeletedKeys", testListDeletedKeys},
+		{"PurgeVaultKeys", testPurgeVaultKeys},
+		{"KeyRotationPolicies", testKeyRotationPolicies},
+		{"KeyVersionsConcurrent", testKeyVersionsConcurrent},
+		{"KeysInTx", testKeysInTx},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -102,6 +112,15 @@ func Persist(t *testing.T, s keyhold.Store, reopen func() keyhold.Store) {
 	recs, err := s.ListAudit(ctx, keyhold.AuditFilter{})
 	must(t, err)
 	same(t, "audit", recs, []*keyhold.AuditRecord{f.audit})
+	gotK, err := s.GetKeyVersion(ctx, f.key.VaultName, f.key.Name, f.key.Version)
+	must(t, err)
+	same(t, "key version", gotK, f.key)
+	gotD, err := s.GetDeletedKey(ctx, f.deleted.Latest.VaultName, f.deleted.Latest.Name)
+	must(t, err)
+	same(t, "deleted key", gotD, f.deleted)
+	gotRP, err := s.GetKeyRotationPolicy(ctx, f.policy.VaultName, f.policy.Name)
+	must(t, err)
+	same(t, "rotation policy", gotRP, f.policy)
 	// The chain goes on from where it was, not from the genesis hash.
 	next := &keyhold.AuditRecord{Time: f.audit.Time.Add(time.Second), Action: "after/reopen"}
 	must(t, s.AppendAudit(ctx, next))
@@ -123,6 +142,9 @@ type fixture struct {
 	assignment *keyhold.RoleAssignment
 	resource   *keyhold.Resource
 	audit      *keyhold.AuditRecord
+	key        *keyhold.KeyVersion
+	deleted    *keyhold.DeletedKey
+	policy     *keyhold.KeyRotationPolicy
 }
 
 func fill(t *testing.T, s keyhold.Store) fixture {
@@ -167,6 +189,15 @@ func fill(t *testing.T, s keyhold.Store) fixture {
 	must(t, s.PutResource(ctx, f.resource))
 	must(t, s.PutSetting(ctx, "persist", []byte("value")))
 	must(t, s.AppendAudit(ctx, f.audit))
+	f.key = keyVersion("V1", "CMK", 1)
+	must(t, s.CreateKeyVersion(ctx, f.key))
+	f.policy = &keyhold.KeyRotationPolicy{VaultName: "V1", Name: "CMK", Policy: []byte(`{"lifetimeActions":[]}`),
+		CreatedAt: t0, UpdatedAt: t0}
+	must(t, s.PutKeyRotationPolicy(ctx, f.policy))
+	must(t, s.CreateKeyVersion(ctx, keyVersion("V1", "Old", 2)))
+	var err error
+	f.deleted, err = s.DeleteKey(ctx, "V1", "Old", t0, t0.Add(7*24*time.Hour))
+	must(t, err)
 	return f
 }
 
