@@ -129,6 +129,9 @@ func (s *Server) logBootstrapDone(info *BootstrapInfo, why string) {
 		return
 	}
 	s.logger.Info("already bootstrapped; reusing the tenant and subscription", attrs...)
+	if err := s.refreshBootstrapFile(); err != nil {
+		s.logger.Warn("cannot update bootstrap.json", "err", err.Error())
+	}
 }
 
 // claimBootstrap makes the tenant and subscription and records the claim,
@@ -263,25 +266,58 @@ func (s *Server) grantOwner(ctx context.Context, tenantID, scope string, p *keyh
 }
 
 func (s *Server) writeBootstrapFile(info *BootstrapInfo, admin, sp *keyhold.Principal, password, secret keyhold.Secret) error {
-	base := s.publicURL
 	contents := BootstrapFileContents{
-		TenantID:                info.TenantID,
-		SubscriptionID:          info.SubscriptionID,
-		AuthorityHost:           base,
-		ResourceManagerEndpoint: base,
-		ResourceManagerAudience: identity.AudienceManagement,
-		BAPEndpoint:             base,
-		BAPAudience:             identity.AudiencePlatform,
-		VaultURLTemplate:        base + "vaults/{name}",
-		VaultAudience:           identity.AudienceVault,
-		GraphEndpoint:           base,
-		GraphAudience:           identity.AudienceGraph,
-		CACertFile:              s.caFile,
-		AdminUsername:           admin.UserPrincipalName,
-		AdminPassword:           string(password.Reveal()),
-		ClientID:                sp.AppID,
-		ClientSecret:            string(secret.Reveal()),
+		TenantID:       info.TenantID,
+		SubscriptionID: info.SubscriptionID,
+		AdminUsername:  admin.UserPrincipalName,
+		AdminPassword:  string(password.Reveal()),
+		ClientID:       sp.AppID,
+		ClientSecret:   string(secret.Reveal()),
 	}
+	s.setEndpoints(&contents)
+	return s.saveBootstrapFile(&contents)
+}
+
+// setEndpoints fills in the fields of bootstrap.json that follow from where
+// this server listens, as opposed to the secrets made once.
+func (s *Server) setEndpoints(c *BootstrapFileContents) {
+	base := s.publicURL
+	c.AuthorityHost = base
+	c.ResourceManagerEndpoint = base
+	c.ResourceManagerAudience = identity.AudienceManagement
+	c.BAPEndpoint = base
+	c.BAPAudience = identity.AudiencePlatform
+	c.VaultURLTemplate = base + "vaults/{name}"
+	c.VaultAudience = identity.AudienceVault
+	c.GraphEndpoint = base
+	c.GraphAudience = identity.AudienceGraph
+	c.CACertFile = s.caFile
+}
+
+// refreshBootstrapFile rewrites the endpoints in an existing bootstrap.json
+// when the server now listens elsewhere (another --listen or --public-url),
+// keeping the secrets, so that scripts reading the file keep working.
+func (s *Server) refreshBootstrapFile() error {
+	path := s.BootstrapFile()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("server: cannot read %s: %w", path, err)
+	}
+	defer wipe(b)
+	var c BootstrapFileContents
+	if err := json.Unmarshal(b, &c); err != nil {
+		return fmt.Errorf("server: %s is not valid JSON; leaving it as it is: %v", path, err)
+	}
+	before := c
+	s.setEndpoints(&c)
+	if c == before {
+		return nil
+	}
+	s.logger.Info("bootstrap.json names old endpoints; updating them", "path", path, "endpoint", s.publicURL)
+	return s.saveBootstrapFile(&c)
+}
+
+func (s *Server) saveBootstrapFile(contents *BootstrapFileContents) error {
 	b, err := json.MarshalIndent(contents, "", "  ")
 	if err != nil {
 		return fmt.Errorf("server: %w", err)
