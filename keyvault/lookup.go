@@ -24,13 +24,13 @@ func (s *Service) lookupVault(ctx context.Context, name string) (*keyhold.Resour
 		return nil, nil, keyhold.Errorc(keyhold.EInvalid, "BadParameter",
 			"keyvault: %q is not a valid vault name: use 3 to 24 letters, digits and hyphens, starting with a letter", name)
 	}
-	list, err := s.cfg.Store.ListResources(ctx, keyhold.ResourceFilter{Type: ResourceType})
+	list, err := s.cfg.Store.ListResources(ctx, keyhold.ResourceFilter{Type: ResourceType, Name: name})
 	if err != nil {
 		return nil, nil, err
 	}
 	for _, r := range list {
-		// TODO(kvdata): filter by Name in the store once ResourceFilter.Name
-		// lands; comparing here stays correct either way.
+		// The store filters already; comparing again keeps a lax driver
+		// from handing out another vault.
 		if !strings.EqualFold(r.Name, name) || !strings.EqualFold(r.Type, ResourceType) {
 			continue
 		}

@@ -76,7 +76,6 @@ func isDomain(s string) bool {
 //
 // Later surfaces slot in here:
 //
-//	{name: "vault", match: prefix("/vaults"), audience: identity.AudienceVault, handler: kv.Handler(), challenge: kv.Challenge},
 //	{name: "bap", match: prefixFold("/providers/Microsoft.BusinessAppPlatform"), audience: identity.AudiencePlatform, handler: bap.Handler()},
 //	{name: "environment", match: prefix("/environments"), audience: identity.AudiencePlatform, handler: env.Handler()},
 //	{name: "admin", match: prefix("/admin"), handler: admin.Handler()}, // pages authenticate with their own session cookie
@@ -87,6 +86,7 @@ func (s *Server) surfaces() []surface {
 		{name: "health", match: func(p string) bool { return p == "/healthz" }, handler: http.HandlerFunc(s.serveHealth)},
 		{name: "metrics", match: func(p string) bool { return p == "/metrics" }, handler: s.metrics.Handler()},
 		{name: "identity", match: isIdentityPath, handler: s.identity.Handler()},
+		{name: "vault", match: prefix("/vaults"), audience: identity.AudienceVault, handler: s.vault.Handler(), challenge: s.vault.Challenge},
 		{name: "audit", match: prefix(audit.ListPath), audience: identity.AudienceManagement, handler: s.audit.Handler()},
 		{name: "keyhold", match: prefix("/keyhold/v1"), audience: identity.AudienceManagement, handler: notFound("the Keyhold management API")},
 		{name: "graph", match: prefix("/v1.0"), audience: identity.AudienceGraph, handler: s.identity.GraphHandler()},

@@ -22,7 +22,9 @@ import (
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/arm"
 	"github.com/keyhold/keyhold/audit"
+	"github.com/keyhold/keyhold/events"
 	"github.com/keyhold/keyhold/identity"
+	"github.com/keyhold/keyhold/keyvault"
 	"github.com/keyhold/keyhold/masterkey"
 	"github.com/keyhold/keyhold/metrics"
 	"github.com/keyhold/keyhold/pki"
@@ -48,6 +50,13 @@ type Server struct {
 	arm      *arm.Server
 	audit    *audit.Log
 	metrics  *metrics.Metrics
+	events   *events.Bus
+	vault    *keyvault.Service
+
+	// stopBackground ends the background loops (the vault's rotator and
+	// purger); background is closed when they have returned.
+	stopBackground context.CancelFunc
+	background     chan struct{}
 
 	listener  net.Listener
 	http      *http.Server
@@ -142,7 +151,13 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 		return nil, err
 	}
 	s.authz = rbac.New(s.store)
-	s.arm = arm.New(arm.Config{Store: s.store, Authz: s.authz, Logger: logger, Now: cfg.Now, RegistrationDelay: cfg.RegistrationDelay})
+	s.events = events.New(logger)
+	s.arm = arm.New(arm.Config{Store: s.store, Authz: s.authz, Logger: logger, Now: cfg.Now, RegistrationDelay: cfg.RegistrationDelay, Events: s.events})
+	s.vault = keyvault.New(keyvault.Config{
+		Store: s.store, Seal: s.key, Authz: s.authz, Events: s.events,
+		PublicURL: s.publicURL, Audience: identity.AudienceVault, Logger: logger, Now: cfg.Now,
+	})
+	s.arm.Register(s.vault.ResourceType())
 	s.audit = audit.New(s.store, logger, audit.WithNow(cfg.Now), audit.WithAuthorizer(s.authz),
 		audit.WithFailureHook(s.metrics.AuditAppendFailed), audit.WithBaseURL(s.publicURL))
 
@@ -164,6 +179,12 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		BaseContext:    func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
+	s.stopBackground, s.background = stop, make(chan struct{})
+	go func() {
+		defer close(s.background)
+		s.vault.Run(bg)
+	}()
 	tlsListener := tls.NewListener(s.listener, s.http.TLSConfig)
 	go func() {
 		err := s.http.Serve(tlsListener)
@@ -211,6 +232,12 @@ func (s *Server) Bootstrap() BootstrapInfo { return *s.bootstrap }
 // Store returns the server's store, for tests and for wiring later surfaces.
 func (s *Server) Store() keyhold.Store { return s.store }
 
+// Events returns the server's event bus.
+func (s *Server) Events() *events.Bus { return s.events }
+
+// Vault returns the server's built-in key vault service.
+func (s *Server) Vault() *keyvault.Service { return s.vault }
+
 // Identity returns the server's identity service.
 func (s *Server) Identity() *identity.Service { return s.identity }
 
@@ -230,6 +257,11 @@ func (s *Server) Close() error {
 				errs = append(errs, fmt.Errorf("server: graceful shutdown: %w", err))
 				s.http.Close()
 			}
+		}
+		if s.stopBackground != nil {
+			// The loops use the store, so they end before it closes.
+			s.stopBackground()
+			<-s.background
 		}
 		errs = append(errs, s.closeResources())
 		s.closeErr = errors.Join(errs...)
