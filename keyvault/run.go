@@ -100,8 +100,8 @@ func (s *Service) RunOnce(ctx context.Context, since time.Time) error {
 		}
 		s.log.Info("rotated a key by its rotation policy", "vault", vi.r.Name, "key", v.Name, "version", v.Version)
 	}
-	// TODO(kvdata): call s.purgeDueVaults(ctx) here once the management
-	// plane defines it (keyvault/management*.go).
+	// Vaults go last, so that keys purged above were announced first.
+	errs = append(errs, s.purgeDueVaults(ctx))
 	return errors.Join(errs...)
 }
 
