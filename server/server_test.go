@@ -295,9 +295,24 @@ func TestServerEndToEnd(t *testing.T) {
 		t.Errorf("restart bootstrap = %+v, want the ids of %+v", got, info1)
 	}
 	ca2, _ := os.ReadFile(bf.CACertFile)
+	if !bytes.Equal(ca1, ca2) {
+		t.Error("restart changed ca.pem")
+	}
+	// bootstrap.json keeps its secrets and follows the new endpoint (the
+	// restart listens on another random port).
+	var before, after BootstrapFileContents
 	bootstrap2, _ := os.ReadFile(s2.BootstrapFile())
-	if !bytes.Equal(ca1, ca2) || !bytes.Equal(bootstrap1, bootstrap2) {
-		t.Error("restart changed ca.pem or bootstrap.json")
+	if json.Unmarshal(bootstrap1, &before) != nil || json.Unmarshal(bootstrap2, &after) != nil {
+		t.Fatal("bootstrap.json is not JSON")
+	}
+	if after.AdminPassword != before.AdminPassword || after.ClientSecret != before.ClientSecret || after.TenantID != before.TenantID {
+		t.Error("restart changed the secrets or tenant in bootstrap.json")
+	}
+	if after.AuthorityHost != s2.URL() || after.VaultURLTemplate != s2.URL()+"vaults/{name}" {
+		t.Errorf("bootstrap.json endpoints = %s, want %s", after.AuthorityHost, s2.URL())
+	}
+	if fi, err := os.Stat(s2.BootstrapFile()); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("bootstrap.json mode after restart = %v, %v", fi.Mode(), err)
 	}
 	tenants, err := s2.Store().ListTenants(context.Background())
 	if err != nil || len(tenants) != 1 {
