@@ -121,6 +121,13 @@ func (s *Service) Challenge(w http.ResponseWriter, r *http.Request, err error) {
 		// A token was sent but refused; say why, in Key Vault's manner.
 		msg = "AKV10022: Invalid token: " + strings.TrimSuffix(keyhold.ErrorMessage(err), ".") + "."
 	}
+	if r.ContentLength != 0 {
+		// net/http drains an unread body before it answers, so that the
+		// connection can be reused; a client still sending its body would
+		// then wait for the challenge. Closing the connection instead lets
+		// the 401 go out at once, without reading a byte of the body.
+		w.Header().Set("Connection", "close")
+	}
 	w.Header().Set("x-ms-error-code", codeUnauthorized)
 	httpapi.WriteJSON(w, http.StatusUnauthorized, httpapi.AzureError{Error: httpapi.AzureErrorBody{Code: codeUnauthorized, Message: msg}})
 }

@@ -189,7 +189,7 @@ func (e *unitEnv) call(c *keyhold.Caller, method, path string, body any) resp {
 }
 
 // must fails the test unless r has status want.
-func must(t *testing.T, r resp, want int) resp {
+func must(t testing.TB, r resp, want int) resp {
 	t.Helper()
 	if r.status != want {
 		t.Fatalf("status %d, want %d; body %s", r.status, want, r.body)
