@@ -137,7 +137,7 @@ func root() *command {
 		subs: []*command{
 			loginCommand(), logoutCommand(),
 			userCommand(), spCommand(), groupCommand(), providerCommand(), featureCommand(),
-			roleCommand(), auditCommand(), versionCommand(),
+			roleCommand(), auditCommand(), versionCommand(), vaultCommand(),
 			// serve.go (the server's) parses its own flags and prints its own help.
 			{name: "serve", summary: "run the Keyhold server", raw: cmdServe},
 		},
