@@ -51,7 +51,7 @@ func (c *clock) Add(d time.Duration) {
 }
 
 type unitEnv struct {
-	t     *testing.T
+	t     testing.TB
 	store keyhold.Store
 	svc   *keyvault.Service
 	clock *clock
@@ -59,7 +59,7 @@ type unitEnv struct {
 	sub   *events.Subscription
 }
 
-func newUnitEnv(t *testing.T) *unitEnv {
+func newUnitEnv(t testing.TB) *unitEnv {
 	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "kv.db"))
@@ -89,7 +89,7 @@ func vaultID(name string) string {
 
 // putVault stores a vault resource as the management plane would: the
 // owner has every key permission unless mod changes that.
-func putVault(t *testing.T, st keyhold.Store, name, tenant string, mod func(*keyvault.Properties)) *keyhold.Resource {
+func putVault(t testing.TB, st keyhold.Store, name, tenant string, mod func(*keyvault.Properties)) *keyhold.Resource {
 	t.Helper()
 	yes, days := true, 90
 	p := keyvault.Properties{
@@ -161,6 +161,13 @@ func (r resp) errorCodes(t *testing.T) (code, inner string) {
 // a query.
 func (e *unitEnv) call(c *keyhold.Caller, method, path string, body any) resp {
 	e.t.Helper()
+	return e.callT(e.t, c, method, path, body)
+}
+
+// callT is call reporting to t, for fuzz targets, whose *testing.F must not
+// be used inside the target.
+func (e *unitEnv) callT(t testing.TB, c *keyhold.Caller, method, path string, body any) resp {
+	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -171,7 +178,7 @@ func (e *unitEnv) call(c *keyhold.Caller, method, path string, body any) resp {
 	default:
 		raw, err := json.Marshal(b)
 		if err != nil {
-			e.t.Fatal(err)
+			t.Fatal(err)
 		}
 		rd = bytes.NewReader(raw)
 	}
