@@ -30,6 +30,7 @@ import (
 	"github.com/keyhold/keyhold/pki"
 	"github.com/keyhold/keyhold/postgres"
 	"github.com/keyhold/keyhold/rbac"
+	"github.com/keyhold/keyhold/resourcegraph"
 	"github.com/keyhold/keyhold/seal"
 	"github.com/keyhold/keyhold/sqlite"
 )
@@ -158,6 +159,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 		PublicURL: s.publicURL, Audience: identity.AudienceVault, Logger: logger, Now: cfg.Now,
 	})
 	s.arm.Register(s.vault.ResourceType())
+	// Resource Graph renders rows as GET does for the types listed here.
+	s.arm.Register(resourcegraph.New(resourcegraph.Config{Store: s.store, Logger: logger,
+		Types: []arm.ResourceType{s.vault.ResourceType()}}).ResourceType())
 	s.audit = audit.New(s.store, logger, audit.WithNow(cfg.Now), audit.WithAuthorizer(s.authz),
 		audit.WithFailureHook(s.metrics.AuditAppendFailed), audit.WithBaseURL(s.publicURL))
 
