@@ -1,0 +1,319 @@
+package resourcegraph_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	azarm "github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/authorization/armauthorization/v2"
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/keyvault/armkeyvault"
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resourcegraph/armresourcegraph"
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resources/armresources"
+
+	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/server"
+)
+
+const readerRoleID = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
+
+// e2e is a started server and what the real clients need to reach it.
+type e2e struct {
+	t    *testing.T
+	srv  *server.Server
+	boot server.BootstrapFileContents
+	http *http.Client
+}
+
+func startServer(t *testing.T) *e2e {
+	t.Helper()
+	srv, err := server.Start(context.Background(), server.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), RegistrationDelay: time.Millisecond}, nil)
+	if err != nil {
+		t.Fatalf("server.Start: %v", err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	e := &e2e{t: t, srv: srv}
+	b, err := os.ReadFile(srv.BootstrapFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &e.boot); err != nil {
+		t.Fatal(err)
+	}
+	pem, err := os.ReadFile(e.boot.CACertFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		t.Fatal("the CA file holds no certificate")
+	}
+	e.http = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 30 * time.Second}
+	return e
+}
+
+func (e *e2e) clientOptions() azcore.ClientOptions {
+	return azcore.ClientOptions{
+		Transport: e.http,
+		Retry:     policy.RetryOptions{MaxRetries: -1},
+		Cloud: cloud.Configuration{
+			ActiveDirectoryAuthorityHost: e.boot.AuthorityHost,
+			Services: map[cloud.ServiceName]cloud.ServiceConfiguration{
+				cloud.ResourceManager: {Endpoint: e.boot.ResourceManagerEndpoint, Audience: e.boot.ResourceManagerAudience},
+			},
+		},
+	}
+}
+
+func (e *e2e) armOptions() *azarm.ClientOptions {
+	return &azarm.ClientOptions{ClientOptions: e.clientOptions()}
+}
+
+// owner is the bootstrap service principal, Owner of the subscription.
+func (e *e2e) owner() azcore.TokenCredential {
+	e.t.Helper()
+	cred, err := azidentity.NewClientSecretCredential(e.boot.TenantID, e.boot.ClientID, e.boot.ClientSecret,
+		&azidentity.ClientSecretCredentialOptions{ClientOptions: e.clientOptions(), DisableInstanceDiscovery: true})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return cred
+}
+
+// newUser creates a user with no roles and returns its object id and a
+// password credential for it.
+func (e *e2e) newUser(name string) (string, azcore.TokenCredential) {
+	e.t.Helper()
+	ctx := context.Background()
+	tenant, err := e.srv.Store().GetTenant(ctx, e.boot.TenantID)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	upn := name + "@" + tenant.DefaultDomain
+	const pw = "Graph-test-pw-1234!"
+	p, err := e.srv.Identity().CreateUser(ctx, e.boot.TenantID, upn, name, keyhold.NewSecret([]byte(pw)), nil)
+	if err != nil {
+		e.t.Fatalf("CreateUser: %v", err)
+	}
+	//lint:ignore SA1019 the password grant is what the seed's admins use.
+	cred, err := azidentity.NewUsernamePasswordCredential(e.boot.TenantID, "04b07795-8ddb-461a-bbee-02f9e1bf7b46", upn, pw,
+		&azidentity.UsernamePasswordCredentialOptions{ClientOptions: e.clientOptions(), DisableInstanceDiscovery: true})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return p.ID, cred
+}
+
+func (e *e2e) graph(cred azcore.TokenCredential) *armresourcegraph.Client {
+	e.t.Helper()
+	c, err := armresourcegraph.NewClient(cred, e.armOptions())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return c
+}
+
+// query runs q through the real client and returns the rows of an
+// objectArray answer.
+func query(t *testing.T, c *armresourcegraph.Client, q string, opts *armresourcegraph.QueryRequestOptions, subs ...string) (armresourcegraph.QueryResponse, []map[string]any) {
+	t.Helper()
+	req := armresourcegraph.QueryRequest{Query: to.Ptr(q), Options: opts}
+	for _, s := range subs {
+		req.Subscriptions = append(req.Subscriptions, to.Ptr(s))
+	}
+	resp, err := c.Resources(context.Background(), req, nil)
+	if err != nil {
+		t.Fatalf("query %q: %v", q, err)
+	}
+	var rows []map[string]any
+	if list, ok := resp.Data.([]any); ok {
+		for _, r := range list {
+			m, _ := r.(map[string]any)
+			rows = append(rows, m)
+		}
+	}
+	return resp.QueryResponse, rows
+}
+
+func names(rows []map[string]any) string {
+	var out []string
+	for _, r := range rows {
+		s, _ := r["name"].(string)
+		out = append(out, s)
+	}
+	return strings.Join(out, ",")
+}
+
+func TestRealClients(t *testing.T) {
+	e := startServer(t)
+	ctx := context.Background()
+	sub := e.boot.SubscriptionID
+	owner := e.owner()
+
+	groups, err := armresources.NewResourceGroupsClient(sub, owner, e.armOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	vaults, err := armkeyvault.NewVaultsClient(sub, owner, e.armOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range []struct{ group, vault string }{{"rg-a", "kv-graph-a"}, {"rg-b", "kv-graph-b"}} {
+		if _, err := groups.CreateOrUpdate(ctx, g.group, armresources.ResourceGroup{Location: to.Ptr("westus")}, nil); err != nil {
+			t.Fatalf("create group %s: %v", g.group, err)
+		}
+		poller, err := vaults.BeginCreateOrUpdate(ctx, g.group, g.vault, armkeyvault.VaultCreateOrUpdateParameters{
+			Location: to.Ptr("westus"),
+			Tags:     map[string]*string{"group": to.Ptr(g.group)},
+			Properties: &armkeyvault.VaultProperties{
+				TenantID:              to.Ptr(e.boot.TenantID),
+				SKU:                   &armkeyvault.SKU{Family: to.Ptr(armkeyvault.SKUFamilyA), Name: to.Ptr(armkeyvault.SKUNameStandard)},
+				EnableSoftDelete:      to.Ptr(true),
+				EnablePurgeProtection: to.Ptr(true),
+			},
+		}, nil)
+		if err != nil {
+			t.Fatalf("create vault %s: %v", g.vault, err)
+		}
+		if _, err := poller.PollUntilDone(ctx, nil); err != nil {
+			t.Fatalf("create vault %s: %v", g.vault, err)
+		}
+	}
+
+	g := e.graph(owner)
+	t.Run("vaults by type", func(t *testing.T) {
+		resp, rows := query(t, g, "resources | where type =~ 'Microsoft.KeyVault/vaults' | project id, name, type, resourceGroup, properties.vaultUri, tags.group | order by name asc", nil)
+		if got := names(rows); got != "kv-graph-a,kv-graph-b" {
+			t.Fatalf("names = %s", got)
+		}
+		r := rows[0]
+		if r["id"] != "/subscriptions/"+sub+"/resourceGroups/rg-a/providers/Microsoft.KeyVault/vaults/kv-graph-a" ||
+			r["type"] != "microsoft.keyvault/vaults" || r["resourceGroup"] != "rg-a" || r["tags_group"] != "rg-a" ||
+			!strings.HasSuffix(r["properties_vaultUri"].(string), "/vaults/kv-graph-a/") {
+			t.Errorf("row = %v", r)
+		}
+		if *resp.TotalRecords != 2 || *resp.Count != 2 || *resp.ResultTruncated != armresourcegraph.ResultTruncatedFalse || resp.SkipToken != nil {
+			t.Errorf("totalRecords %d count %d truncated %s", *resp.TotalRecords, *resp.Count, *resp.ResultTruncated)
+		}
+	})
+	t.Run("resource groups by type", func(t *testing.T) {
+		_, rows := query(t, g, "resourcecontainers | where type =~ 'microsoft.resources/subscriptions/resourcegroups' | where name startswith 'rg-' | project name, location, properties.provisioningState | order by name asc", nil)
+		if got := names(rows); got != "rg-a,rg-b" || rows[0]["location"] != "westus" || rows[0]["properties_provisioningState"] != "Succeeded" {
+			t.Errorf("rows = %v", rows)
+		}
+	})
+	t.Run("paging with skip tokens", func(t *testing.T) {
+		q := "resources | where type =~ 'microsoft.keyvault/vaults' | order by name asc | project name"
+		resp, rows := query(t, g, q, &armresourcegraph.QueryRequestOptions{Top: to.Ptr[int32](1)})
+		if names(rows) != "kv-graph-a" || resp.SkipToken == nil || *resp.TotalRecords != 2 {
+			t.Fatalf("first page %v, token %v", rows, resp.SkipToken)
+		}
+		resp, rows = query(t, g, q, &armresourcegraph.QueryRequestOptions{Top: to.Ptr[int32](1), SkipToken: resp.SkipToken})
+		if names(rows) != "kv-graph-b" || resp.SkipToken != nil {
+			t.Errorf("second page %v, token %v", rows, resp.SkipToken)
+		}
+	})
+	t.Run("table format", func(t *testing.T) {
+		resp, err := g.Resources(ctx, armresourcegraph.QueryRequest{
+			Query:   to.Ptr("resources | summarize count() by type"),
+			Options: &armresourcegraph.QueryRequestOptions{ResultFormat: to.Ptr(armresourcegraph.ResultFormatTable)},
+		}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(resp.Data)
+		if want := `{"columns":[{"name":"type","type":"string"},{"name":"count_","type":"integer"}],"rows":[["microsoft.keyvault/vaults",2]]}`; string(b) != want {
+			t.Errorf("data = %s, want %s", b, want)
+		}
+	})
+	t.Run("subscriptions narrow the scope", func(t *testing.T) {
+		_, rows := query(t, g, "resources | count", nil, "00000000-0000-4000-8000-000000000000")
+		if len(rows) != 1 || rows[0]["Count"] != float64(0) {
+			t.Errorf("rows = %v", rows)
+		}
+		_, rows = query(t, g, "resources | count", nil, sub)
+		if len(rows) != 1 || rows[0]["Count"] != float64(2) {
+			t.Errorf("rows = %v", rows)
+		}
+	})
+	t.Run("parser failure", func(t *testing.T) {
+		_, err := g.Resources(ctx, armresourcegraph.QueryRequest{Query: to.Ptr("resources\n| where type =~~ 'x'")}, nil)
+		var re *azcore.ResponseError
+		if !errors.As(err, &re) {
+			t.Fatalf("err = %v", err)
+		}
+		if re.StatusCode != 400 || re.ErrorCode != "BadRequest" {
+			t.Errorf("status %d code %s", re.StatusCode, re.ErrorCode)
+		}
+		body, _ := io.ReadAll(re.RawResponse.Body)
+		var got struct {
+			Error struct {
+				Message string
+				Details []struct {
+					Code                    string
+					Line                    int
+					CharacterPositionInLine int
+					Token                   string
+				}
+			}
+		}
+		if err := json.Unmarshal(body, &got); err != nil {
+			t.Fatalf("body %s: %v", body, err)
+		}
+		d := got.Error.Details
+		if len(d) != 2 || d[0].Code != "InvalidQuery" || d[1].Code != "ParserFailure" || d[1].Line != 2 || d[1].CharacterPositionInLine != 15 || d[1].Token != "~" ||
+			!strings.Contains(got.Error.Message, "line 2, column 16") {
+			t.Errorf("error body %s", body)
+		}
+	})
+
+	// A user with Reader on rg-a sees only rg-a and what is in it.
+	userID, userCred := e.newUser("graph-reader")
+	assignments, err := armauthorization.NewRoleAssignmentsClient(sub, owner, e.armOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	scope := "/subscriptions/" + sub + "/resourceGroups/rg-a"
+	if _, err := assignments.Create(ctx, scope, "8d1f2b9e-5a4c-4e3b-9f21-6c7d8e9fa0b1", armauthorization.RoleAssignmentCreateParameters{
+		Properties: &armauthorization.RoleAssignmentProperties{
+			PrincipalID:      to.Ptr(userID),
+			PrincipalType:    to.Ptr(armauthorization.PrincipalTypeUser),
+			RoleDefinitionID: to.Ptr("/subscriptions/" + sub + "/providers/Microsoft.Authorization/roleDefinitions/" + readerRoleID),
+		},
+	}, nil); err != nil {
+		t.Fatalf("assign Reader: %v", err)
+	}
+	ug := e.graph(userCred)
+	t.Run("reader on one group", func(t *testing.T) {
+		_, rows := query(t, ug, "resources | project name, resourceGroup", nil)
+		if names(rows) != "kv-graph-a" {
+			t.Errorf("resources = %v", rows)
+		}
+		_, rows = query(t, ug, "resourcecontainers | project name, type", nil)
+		if names(rows) != "rg-a" {
+			t.Errorf("containers = %v", rows)
+		}
+	})
+	t.Run("nobody sees nothing", func(t *testing.T) {
+		_, cred := e.newUser("graph-nobody")
+		ng := e.graph(cred)
+		for _, q := range []string{"resources | count", "resourcecontainers | count"} {
+			if _, rows := query(t, ng, q, nil); len(rows) != 1 || rows[0]["Count"] != float64(0) {
+				t.Errorf("%s: %v", q, rows)
+			}
+		}
+	})
+}
