@@ -546,3 +546,17 @@ func mustJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+func TestGroupDeletionSoftDeletesItsVaults(t *testing.T) {
+	e := newMgmtEnv(t)
+	e.must(e.do(mgmtOwner, http.MethodPut, mgmtVaultPath(mgmtSub, mgmtGroup2, "kv-in-group"), vaultJSON(nil)), 201)
+	e.drain()
+	e.must(e.do(mgmtOwner, http.MethodDelete, "/subscriptions/"+mgmtSub+"/resourceGroups/"+mgmtGroup2+"?api-version=2021-04-01", nil), 202)
+	d := e.must(e.do(mgmtOwner, http.MethodGet, "/subscriptions/"+mgmtSub+"/providers/Microsoft.KeyVault/locations/westeurope/deletedVaults/kv-in-group", nil), 200).json(t)
+	if d["properties"].(map[string]any)["vaultId"] != mgmtVaultPath(mgmtSub, mgmtGroup2, "kv-in-group") {
+		t.Errorf("deleted vault %s", mustJSON(d))
+	}
+	if evs := e.drain(); len(evs) != 1 || evs[0].Kind != events.VaultDeleted {
+		t.Errorf("events %+v", evs)
+	}
+}
