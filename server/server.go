@@ -22,12 +22,14 @@ import (
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/arm"
 	"github.com/keyhold/keyhold/audit"
+	"github.com/keyhold/keyhold/deploy"
 	"github.com/keyhold/keyhold/events"
 	"github.com/keyhold/keyhold/identity"
 	"github.com/keyhold/keyhold/keyvault"
 	"github.com/keyhold/keyhold/masterkey"
 	"github.com/keyhold/keyhold/metrics"
 	"github.com/keyhold/keyhold/pki"
+	"github.com/keyhold/keyhold/policy"
 	"github.com/keyhold/keyhold/postgres"
 	"github.com/keyhold/keyhold/rbac"
 	"github.com/keyhold/keyhold/resourcegraph"
@@ -53,6 +55,8 @@ type Server struct {
 	metrics  *metrics.Metrics
 	events   *events.Bus
 	vault    *keyvault.Service
+	deploy   *deploy.Service
+	policies *policy.Service
 
 	// stopBackground ends the background loops (the vault's rotator and
 	// purger); background is closed when they have returned.
@@ -159,11 +163,21 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 		PublicURL: s.publicURL, Audience: identity.AudienceVault, Logger: logger, Now: cfg.Now,
 	})
 	s.arm.Register(s.vault.ResourceType())
+	s.policies = policy.New(policy.Config{
+		Store: s.store, Authz: s.authz, Identity: s.identity, Vault: s.vault, Events: s.events,
+		Profile: cfg.Profile, Features: s.arm, Logger: logger, Now: cfg.Now,
+	})
+	s.arm.Register(s.policies.ResourceType())
 	// Resource Graph renders rows as GET does for the types listed here.
 	s.arm.Register(resourcegraph.New(resourcegraph.Config{Store: s.store, Logger: logger,
-		Types: []arm.ResourceType{s.vault.ResourceType()}}).ResourceType())
+		Types: []arm.ResourceType{s.vault.ResourceType(), s.policies.ResourceType()}}).ResourceType())
 	s.audit = audit.New(s.store, logger, audit.WithNow(cfg.Now), audit.WithAuthorizer(s.authz),
 		audit.WithFailureHook(s.metrics.AuditAppendFailed), audit.WithBaseURL(s.publicURL))
+	// Deployments apply resources through the resource manager itself,
+	// audited, as the caller who deployed.
+	s.deploy = deploy.New(deploy.Config{Store: s.store, ARM: s.audit.Middleware(s.arm.Handler()), Seal: s.key,
+		PublicURL: s.publicURL, Logger: logger, Now: cfg.Now})
+	s.arm.Register(s.deploy.ResourceType())
 
 	s.bootstrap, err = s.runBootstrap(ctx)
 	if err != nil {
@@ -187,7 +201,13 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 	s.stopBackground, s.background = stop, make(chan struct{})
 	go func() {
 		defer close(s.background)
+		deployed := make(chan struct{})
+		go func() {
+			defer close(deployed)
+			s.deploy.Run(bg)
+		}()
 		s.vault.Run(bg)
+		<-deployed
 	}()
 	tlsListener := tls.NewListener(s.listener, s.http.TLSConfig)
 	go func() {
@@ -241,6 +261,9 @@ func (s *Server) Events() *events.Bus { return s.events }
 
 // Vault returns the server's built-in key vault service.
 func (s *Server) Vault() *keyvault.Service { return s.vault }
+
+// Policies returns the server's enterprise-policy service.
+func (s *Server) Policies() *policy.Service { return s.policies }
 
 // Identity returns the server's identity service.
 func (s *Server) Identity() *identity.Service { return s.identity }
