@@ -174,6 +174,9 @@ func newHMEnv(t *testing.T, cfg MonitorConfig) *hmEnv {
 	if err := st.CreateTenant(ctx, &keyhold.Tenant{ID: hmTenant, DisplayName: "Contoso", DefaultDomain: "contoso.test", CreatedAt: hmStart}); err != nil {
 		t.Fatal(err)
 	}
+	if err := st.CreateSubscription(ctx, &keyhold.Subscription{ID: hmSub, TenantID: hmTenant, DisplayName: "Contoso", State: "Enabled", CreatedAt: hmStart}); err != nil {
+		t.Fatal(err)
+	}
 	clk := &hmClock{t: hmStart}
 	e := &hmEnv{t: t, ctx: ctx, store: st, clock: clk,
 		checker: &hmChecker{denied: map[string]string{}, calls: map[string][]time.Time{}, now: clk.Now},
