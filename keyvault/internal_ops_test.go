@@ -253,10 +253,12 @@ func TestInternalOpsInterop(t *testing.T) {
 		name string
 		err  error
 	}{}
-	add := func(name string, err error) { bad = append(bad, struct {
-		name string
-		err  error
-	}{name, err}) }
+	add := func(name string, err error) {
+		bad = append(bad, struct {
+			name string
+			err  error
+		}{name, err})
+	}
 	_, err = e.svc.UnwrapKeyAs(ctx, p, vaultID("kv-io"), "cmk", version, keycrypto.RSAOAEP256, append(bytes.Clone(wrapped[:len(wrapped)-1]), wrapped[len(wrapped)-1]^1))
 	add("tampered", err)
 	_, err = e.svc.UnwrapKeyAs(ctx, p, vaultID("kv-io"), "cmk", version, keycrypto.RSAOAEP256, wrapped[:10])
