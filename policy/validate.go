@@ -18,9 +18,6 @@ import (
 // beside Keyhold's other own endpoints.
 const ValidatePath = "/keyhold/v1/policies/validate"
 
-// ActionRead is the action a caller needs on a policy to validate it.
-const ActionRead = ResourceType + "/read"
-
 // Validation is the answer of ValidatePath: every check, in order, with
 // the health these checks give the policy.
 type Validation struct {
