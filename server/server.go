@@ -22,6 +22,7 @@ import (
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/arm"
 	"github.com/keyhold/keyhold/audit"
+	"github.com/keyhold/keyhold/deploy"
 	"github.com/keyhold/keyhold/events"
 	"github.com/keyhold/keyhold/identity"
 	"github.com/keyhold/keyhold/keyvault"
@@ -54,6 +55,7 @@ type Server struct {
 	metrics  *metrics.Metrics
 	events   *events.Bus
 	vault    *keyvault.Service
+	deploy   *deploy.Service
 	policies *policy.Service
 
 	// stopBackground ends the background loops (the vault's rotator and
@@ -171,6 +173,11 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 		Types: []arm.ResourceType{s.vault.ResourceType(), s.policies.ResourceType()}}).ResourceType())
 	s.audit = audit.New(s.store, logger, audit.WithNow(cfg.Now), audit.WithAuthorizer(s.authz),
 		audit.WithFailureHook(s.metrics.AuditAppendFailed), audit.WithBaseURL(s.publicURL))
+	// Deployments apply resources through the resource manager itself,
+	// audited, as the caller who deployed.
+	s.deploy = deploy.New(deploy.Config{Store: s.store, ARM: s.audit.Middleware(s.arm.Handler()), Seal: s.key,
+		PublicURL: s.publicURL, Logger: logger, Now: cfg.Now})
+	s.arm.Register(s.deploy.ResourceType())
 
 	s.bootstrap, err = s.runBootstrap(ctx)
 	if err != nil {
@@ -194,7 +201,13 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 	s.stopBackground, s.background = stop, make(chan struct{})
 	go func() {
 		defer close(s.background)
+		deployed := make(chan struct{})
+		go func() {
+			defer close(deployed)
+			s.deploy.Run(bg)
+		}()
 		s.vault.Run(bg)
+		<-deployed
 	}()
 	tlsListener := tls.NewListener(s.listener, s.http.TLSConfig)
 	go func() {
