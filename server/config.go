@@ -58,6 +58,11 @@ type Config struct {
 	LogLevel slog.Level
 	// ShutdownTimeout bounds the graceful shutdown.
 	ShutdownTimeout time.Duration
+	// HealthInterval and HealthUnhealthyInterval are how often the policy
+	// health monitor probes a policy, and an Unhealthy one; zero means the
+	// monitor's defaults (60 s and 10 s). Events make it check at once
+	// whatever these are.
+	HealthInterval, HealthUnhealthyInterval time.Duration
 
 	// Now is the clock handed to every component; nil means time.Now.
 	Now func() time.Time

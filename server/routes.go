@@ -88,6 +88,7 @@ func (s *Server) surfaces() []surface {
 		{name: "identity", match: isIdentityPath, handler: s.identity.Handler()},
 		{name: "vault", match: prefix("/vaults"), audience: identity.AudienceVault, handler: s.vault.Handler(), challenge: s.vault.Challenge},
 		{name: "audit", match: prefix(audit.ListPath), audience: identity.AudienceManagement, handler: s.audit.Handler()},
+		{name: "policy", match: prefix("/keyhold/v1/policies"), audience: identity.AudienceManagement, handler: s.health.ValidateHandler(s.authz)},
 		{name: "keyhold", match: prefix("/keyhold/v1"), audience: identity.AudienceManagement, handler: notFound("the Keyhold management API")},
 		{name: "graph", match: prefix("/v1.0"), audience: identity.AudienceGraph, handler: s.identity.GraphHandler()},
 		{name: "arm", match: prefixFold("/subscriptions"), audience: identity.AudienceManagement, handler: s.arm.Handler()},

@@ -57,6 +57,7 @@ type Server struct {
 	vault    *keyvault.Service
 	deploy   *deploy.Service
 	policies *policy.Service
+	health   *policy.Monitor
 
 	// stopBackground ends the background loops (the vault's rotator and
 	// purger); background is closed when they have returned.
@@ -168,6 +169,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 		Profile: cfg.Profile, Features: s.arm, Logger: logger, Now: cfg.Now,
 	})
 	s.arm.Register(s.policies.ResourceType())
+	s.health = policy.NewMonitor(policy.MonitorConfig{Store: s.store, Policies: s.policies, Vault: s.vault, Events: s.events,
+		Logger: logger, Now: cfg.Now, Interval: cfg.HealthInterval, UnhealthyInterval: cfg.HealthUnhealthyInterval})
 	// Resource Graph renders rows as GET does for the types listed here.
 	s.arm.Register(resourcegraph.New(resourcegraph.Config{Store: s.store, Logger: logger,
 		Types: []arm.ResourceType{s.vault.ResourceType(), s.policies.ResourceType()}}).ResourceType())
@@ -206,8 +209,14 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 			defer close(deployed)
 			s.deploy.Run(bg)
 		}()
+		watched := make(chan struct{})
+		go func() {
+			defer close(watched)
+			s.health.Run(bg)
+		}()
 		s.vault.Run(bg)
 		<-deployed
+		<-watched
 	}()
 	tlsListener := tls.NewListener(s.listener, s.http.TLSConfig)
 	go func() {
@@ -264,6 +273,9 @@ func (s *Server) Vault() *keyvault.Service { return s.vault }
 
 // Policies returns the server's enterprise-policy service.
 func (s *Server) Policies() *policy.Service { return s.policies }
+
+// Health returns the server's policy health monitor.
+func (s *Server) Health() *policy.Monitor { return s.health }
 
 // Identity returns the server's identity service.
 func (s *Server) Identity() *identity.Service { return s.identity }
