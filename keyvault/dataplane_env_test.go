@@ -126,7 +126,7 @@ type resp struct {
 	body   []byte
 }
 
-func (r resp) json(t *testing.T) map[string]any {
+func (r resp) json(t testing.TB) map[string]any {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal(r.body, &m); err != nil {
@@ -136,7 +136,7 @@ func (r resp) json(t *testing.T) map[string]any {
 }
 
 // errorCodes returns error.code and error.innererror.code of an error body.
-func (r resp) errorCodes(t *testing.T) (code, inner string) {
+func (r resp) errorCodes(t testing.TB) (code, inner string) {
 	t.Helper()
 	var e struct {
 		Error struct {

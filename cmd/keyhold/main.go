@@ -136,8 +136,9 @@ func root() *command {
 		},
 		subs: []*command{
 			loginCommand(), logoutCommand(),
+			graphCommand(),
 			userCommand(), spCommand(), groupCommand(), providerCommand(), featureCommand(),
-			roleCommand(), auditCommand(), versionCommand(), vaultCommand(),
+			roleCommand(), auditCommand(), versionCommand(), vaultCommand(), keyCommand(),
 			// serve.go (the server's) parses its own flags and prints its own help.
 			{name: "serve", summary: "run the Keyhold server", raw: cmdServe},
 		},
