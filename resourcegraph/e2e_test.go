@@ -316,4 +316,66 @@ func TestRealClients(t *testing.T) {
 			}
 		}
 	})
+
+	// The enterprise policy type is registered by the server: its managed
+	// identity is found through the graph, as Terraform finds it.
+	t.Run("policy identity", func(t *testing.T) {
+		providers, err := armresources.NewProvidersClient(sub, owner, e.armOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := providers.Register(ctx, "Microsoft.PowerPlatform", nil); err != nil {
+			t.Fatalf("register: %v", err)
+		}
+		for i := 0; ; i++ {
+			p, err := providers.Get(ctx, "Microsoft.PowerPlatform", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if *p.RegistrationState == "Registered" {
+				break
+			}
+			if i == 100 {
+				t.Fatalf("still %s", *p.RegistrationState)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		resources, err := armresources.NewClient(sub, owner, e.armOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := "/subscriptions/" + sub + "/resourceGroups/rg-b/providers/Microsoft.PowerPlatform/enterprisePolicies/ep-graph"
+		poller, err := resources.BeginCreateOrUpdateByID(ctx, id, "2020-10-30", armresources.GenericResource{
+			Kind: to.Ptr("Identity"), Location: to.Ptr("unitedstates"),
+			Identity: &armresources.Identity{Type: to.Ptr(armresources.ResourceIdentityTypeSystemAssigned)},
+		}, nil)
+		if err != nil {
+			t.Fatalf("create policy: %v", err)
+		}
+		created, err := poller.PollUntilDone(ctx, nil)
+		if err != nil {
+			t.Fatalf("create policy: %v", err)
+		}
+		if created.Identity == nil || created.Identity.PrincipalID == nil || *created.Identity.PrincipalID == "" {
+			t.Fatalf("created %+v", created.GenericResource)
+		}
+		principal := *created.Identity.PrincipalID
+		_, rows := query(t, g, "resources | where type =~ 'Microsoft.PowerPlatform/enterprisePolicies' | project id, name, identity.principalId", nil)
+		if len(rows) != 1 || rows[0]["id"] != id || rows[0]["identity_principalId"] != principal {
+			t.Errorf("rows = %v, want %s with %s", rows, id, principal)
+		}
+		// The seed's Resource Graph Explorer step, as the explorer words it.
+		_, rows = query(t, g, `resources | where type == "microsoft.powerplatform/enterprisepolicies"`, nil)
+		if len(rows) != 1 || rows[0]["kind"] != "Identity" || rows[0]["location"] != "unitedstates" {
+			t.Errorf("explorer rows = %v", rows)
+		}
+		props, _ := rows[0]["properties"].(map[string]any)
+		if sysID, _ := props["systemId"].(string); !strings.HasPrefix(sysID, "/regions/unitedstates/providers/Microsoft.PowerPlatform/enterprisePolicies/") {
+			t.Errorf("properties = %v", props)
+		}
+		// The reader of rg-a does not see a policy in rg-b.
+		if _, rows := query(t, ug, "resources | where type =~ 'microsoft.powerplatform/enterprisepolicies'", nil); len(rows) != 0 {
+			t.Errorf("the reader of rg-a sees %v", rows)
+		}
+	})
 }
