@@ -411,3 +411,5 @@ func FuzzExpression(f *testing.F) {
 }
 
 func secs(f float64) time.Duration { return time.Duration(f * float64(time.Second)) }
+
+func readFile(path string) ([]byte, error) { return os.ReadFile(path) }
