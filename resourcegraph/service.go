@@ -336,6 +336,9 @@ func (s *Service) tableRows(ctx context.Context, req *arm.RouteRequest, q *Query
 			return nil, err
 		}
 		for _, r := range list {
+			if !listed(r) {
+				continue
+			}
 			id, err := armid.Parse(r.ID)
 			if err != nil {
 				continue
@@ -348,6 +351,21 @@ func (s *Service) tableRows(ctx context.Context, req *arm.RouteRequest, q *Query
 		}
 	}
 	return rows, nil
+}
+
+// unlisted are types the store keeps as resources that Resource Graph does
+// not list: deployment records, which hold templates and parameters, and
+// soft-deleted vaults.
+var unlisted = map[string]bool{
+	"microsoft.resources/deployments":            true,
+	"microsoft.keyvault/locations/deletedvaults": true,
+}
+
+// listed reports whether r is a row of the resources table: a tracked
+// resource, which lives in a resource group and has a location, and not
+// one of the unlisted types.
+func listed(r *keyhold.Resource) bool {
+	return r.ResourceGroup != "" && r.Location != "" && !unlisted[strings.ToLower(r.Type)]
 }
 
 // typeHint returns the type a query's first where pins with type == or =~

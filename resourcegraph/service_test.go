@@ -69,6 +69,13 @@ func newHandler(t *testing.T) http.Handler {
 		must(store.PutResource(ctx, &keyhold.Resource{ID: x.vault, SubscriptionID: x.sub, ResourceGroup: x.group, Type: "Microsoft.KeyVault/vaults",
 			Name: x.vault[strings.LastIndex(x.vault, "/")+1:], Location: "westus", Properties: json.RawMessage(`{"enableSoftDelete":true}`)}))
 	}
+	// Stored as resources, but not rows: a deployment record (with a
+	// location, so that only its type keeps it out) and a soft-deleted vault.
+	must(store.PutResource(ctx, &keyhold.Resource{ID: "/subscriptions/" + subA + "/resourceGroups/rg-a/providers/Microsoft.Resources/deployments/d1",
+		SubscriptionID: subA, ResourceGroup: "rg-a", Type: "Microsoft.Resources/deployments", Name: "d1", Location: "westus",
+		Properties: json.RawMessage(`{"parameters":{"secret":{"value":"do-not-show"}}}`)}))
+	must(store.PutResource(ctx, &keyhold.Resource{ID: "/subscriptions/" + subA + "/providers/Microsoft.KeyVault/locations/westus/deletedVaults/kv-old",
+		SubscriptionID: subA, Type: "Microsoft.KeyVault/locations/deletedVaults", Name: "kv-old", Location: "westus"}))
 	must(store.PutResource(ctx, &keyhold.Resource{ID: widgetA, SubscriptionID: subA, ResourceGroup: "rg-a", Type: "Keyhold.Test/widgets",
 		Name: "w1", Location: "westus", Properties: json.RawMessage(`{"stored":"yes"}`)}))
 
@@ -116,6 +123,7 @@ func TestQueryRequests(t *testing.T) {
 		{"tenant B sees its vault", ownerB, "2024-04-01", `{"query":"resources | project id"}`, 200, "", `[{"id":"` + vaultB + `"}]`},
 		{"another tenant's subscription is empty", ownerB, "2021-03-01", `{"subscriptions":["` + subA + `"],"query":"resources | project id"}`, 200, "", `[]`},
 		{"the tenant root group is the tenant", ownerA, "2021-03-01", `{"managementGroups":["` + tenantA + `"],"query":"resources | count"}`, 200, "", `[{"Count":2}]`},
+		{"deployments and deleted vaults are not rows", ownerA, "2021-03-01", `{"query":"resources | where name in ('d1', 'kv-old') or properties contains 'do-not-show' | count"}`, 200, "", `[{"Count":0}]`},
 		{"render shapes rows", ownerA, "2021-03-01", `{"query":"resources | where name == 'w1' | project properties"}`, 200, "", `[{"properties":{"computed":"yes"}}]`},
 		{"containers", ownerA, "2021-03-01", `{"query":"resourcecontainers | project id, type | order by id asc"}`, 200, "",
 			`[{"id":"/subscriptions/` + subA + `","type":"microsoft.resources/subscriptions"},{"id":"/subscriptions/` + subA + `/resourceGroups/rg-a","type":"microsoft.resources/subscriptions/resourcegroups"}]`},
