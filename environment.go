@@ -119,6 +119,9 @@ type Table struct {
 
 // SealedRow is a row as stored: its content sealed under a root-key
 // generation (envelope format), bound to its environment, table and id.
+// Stores return Table lower-cased (tables compare case-insensitively), so
+// sealing should bind the lower-cased table name, which is what a reader or
+// the re-encryption job will have; ids compare exactly.
 type SealedRow struct {
 	EnvironmentID string    `json:"environmentId"`
 	Table         string    `json:"table"`
@@ -206,11 +209,17 @@ type RowStore interface {
 
 	// PutRow creates a row (ifVersion -1: EConflict if it exists), replaces
 	// it whatever its version (ifVersion 0), or replaces it only at that
-	// version (ifVersion > 0: EConflict otherwise). It sets r.Version.
+	// version (ifVersion > 0: EConflict otherwise, ENotFound if there is no
+	// such row). It sets r.Version (1 for a new row) and r.CreatedAt (kept
+	// from the first write); ENotFound if the table does not exist.
 	PutRow(ctx context.Context, r *SealedRow, ifVersion int64) error
 	GetRow(ctx context.Context, environmentID, table, id string) (*SealedRow, error)
+	// DeleteRow deletes a row (ifVersion 0) or deletes it only at that
+	// version (ifVersion > 0: EConflict otherwise), with its files;
+	// ENotFound if there is no such row.
 	DeleteRow(ctx context.Context, environmentID, table, id string, ifVersion int64) error
-	// ListRows pages a table's rows by id after afterID.
+	// ListRows pages a table's rows by id after afterID ("" from the start),
+	// at most limit (0: all); ENotFound if the table does not exist.
 	ListRows(ctx context.Context, environmentID, table, afterID string, limit int) ([]*SealedRow, error)
 	// ListRowsBelowGeneration pages an environment's rows (every table) that
 	// are sealed under a generation lower than gen, ordered by (table, id)
@@ -220,6 +229,9 @@ type RowStore interface {
 	// still r.Version, without bumping the version (content is unchanged);
 	// it reports whether it did, so that a concurrent writer always wins.
 	ResealRow(ctx context.Context, r *SealedRow) (bool, error)
+	// ResealRows is ResealRow for a batch, in one transaction; it returns
+	// how many rows it replaced (the others lost to a concurrent writer).
+	ResealRows(ctx context.Context, rows []*SealedRow) (int, error)
 	// CountRows counts an environment's rows, and those under generation
 	// lower than gen.
 	CountRows(ctx context.Context, environmentID string, gen int64) (total, below int64, err error)

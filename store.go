@@ -22,6 +22,9 @@ type Store interface {
 	AuditStore
 	SettingStore
 	KeyStore
+	EnvironmentStore
+	RowStore
+	FileStore
 
 	// InTx runs fn in one transaction: every call fn makes on tx commits
 	// together, or none does if fn returns an error or panics.

@@ -44,6 +44,11 @@ type Dialect struct {
 	// write transactions are already serialised (SQLite with BEGIN IMMEDIATE)
 	// leave it empty.
 	LockAuditHead string
+	// SkipLocked is appended to the subquery that picks an operation to
+	// lease, e.g. " FOR UPDATE SKIP LOCKED", so that concurrent workers
+	// each pass over the rows others are claiming. Engines that serialise
+	// writers (SQLite) leave it empty: the one UPDATE is atomic there.
+	SkipLocked string
 	// MigrateLock and MigrateUnlock, when set, are run on one connection
 	// around the migrations, so that processes starting together migrate
 	// once (PostgreSQL advisory locks).

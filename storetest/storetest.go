@@ -55,6 +55,23 @@ func Run(t *testing.T, open func(t *testing.T) keyhold.Store) {
 		{"KeyRotationPolicies", testKeyRotationPolicies},
 		{"KeyVersionsConcurrent", testKeyVersionsConcurrent},
 		{"KeysInTx", testKeysInTx},
+		{"Environments", testEnvironments},
+		{"UpdateEnvironmentConcurrent", testUpdateEnvironmentConcurrent},
+		{"Generations", testGenerations},
+		{"Operations", testOperations},
+		{"LeaseOperation", testLeaseOperation},
+		{"LeaseOperationConcurrent", testLeaseOperationConcurrent},
+		{"DeleteEnvironmentCascade", testDeleteEnvironmentCascade},
+		{"Tables", testTables},
+		{"Rows", testRows},
+		{"RowsInTx", testRowsInTx},
+		{"ListRows", testListRows},
+		{"RowsBelowGeneration", testRowsBelowGeneration},
+		{"ResealRow", testResealRow},
+		{"PutRowConcurrent", testPutRowConcurrent},
+		{"ResealRowConcurrent", testResealRowConcurrent},
+		{"Files", testFiles},
+		{"FilesReseal", testFilesReseal},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -121,6 +138,31 @@ func Persist(t *testing.T, s keyhold.Store, reopen func() keyhold.Store) {
 	gotRP, err := s.GetKeyRotationPolicy(ctx, f.policy.VaultName, f.policy.Name)
 	must(t, err)
 	same(t, "rotation policy", gotRP, f.policy)
+	gotE, err := s.GetEnvironment(ctx, f.env.ID)
+	must(t, err)
+	same(t, "environment", gotE, f.env)
+	gens, err := s.ListGenerations(ctx, f.env.ID)
+	must(t, err)
+	same(t, "generations", gens, []*keyhold.RootKeyGeneration{f.gen})
+	gotO, err := s.GetOperation(ctx, f.op.ID)
+	must(t, err)
+	same(t, "operation", gotO, f.op)
+	gotTb, err := s.GetTable(ctx, f.env.ID, f.table.Name)
+	must(t, err)
+	same(t, "table", gotTb, f.table)
+	gotRow, err := s.GetRow(ctx, f.env.ID, f.row.Table, f.row.ID)
+	must(t, err)
+	same(t, "row", gotRow, f.row)
+	gotFile, err := s.GetFile(ctx, f.file.FileRef)
+	must(t, err)
+	same(t, "file", gotFile, f.file)
+	segs, err := s.ListFileSegments(ctx, f.file.UploadID, -1, 0)
+	must(t, err)
+	same(t, "file segments", segs, f.segments)
+	// The pending upload is still pending: committing it now works.
+	if _, err := s.CommitFileUpload(ctx, "persist-pending", 4, f.file.Version, t0); err != nil {
+		t.Errorf("committing the pending upload after reopen: %v", err)
+	}
 	// The chain goes on from where it was, not from the genesis hash.
 	next := &keyhold.AuditRecord{Time: f.audit.Time.Add(time.Second), Action: "after/reopen"}
 	must(t, s.AppendAudit(ctx, next))
@@ -145,6 +187,13 @@ type fixture struct {
 	key        *keyhold.KeyVersion
 	deleted    *keyhold.DeletedKey
 	policy     *keyhold.KeyRotationPolicy
+	env        *keyhold.Environment
+	gen        *keyhold.RootKeyGeneration
+	op         *keyhold.Operation
+	table      *keyhold.Table
+	row        *keyhold.SealedRow
+	file       *keyhold.File
+	segments   []*keyhold.FileSegment
 }
 
 func fill(t *testing.T, s keyhold.Store) fixture {
@@ -198,6 +247,28 @@ func fill(t *testing.T, s keyhold.Store) fixture {
 	var err error
 	f.deleted, err = s.DeleteKey(ctx, "V1", "Old", t0, t0.Add(7*24*time.Hour))
 	must(t, err)
+
+	f.env = environment("env-1", "t1")
+	f.env.PolicyID, f.env.LockedAt = "/subscriptions/S1/p", t0.Add(time.Second)
+	must(t, s.CreateEnvironment(ctx, f.env))
+	f.gen = generation("env-1", 1, keyhold.GenerationActive)
+	must(t, s.CreateGeneration(ctx, f.gen))
+	f.op = operation("op-1", "env-1", t0)
+	f.op.LeaseOwner, f.op.LeaseUntil, f.op.Cursor = "w1", t0.Add(time.Minute), "account/r1"
+	must(t, s.CreateOperation(ctx, f.op))
+	f.table = &keyhold.Table{EnvironmentID: "env-1", Name: "Account", DisplayName: "Accounts",
+		Schema: []byte(`{"columns":[]}`), CreatedAt: t0}
+	must(t, s.CreateTable(ctx, f.table))
+	f.row = sealedRow("env-1", "Account", "r1", 1, "row")
+	must(t, s.PutRow(ctx, f.row, -1))
+	f.file = commitFile(t, s, keyhold.FileRef{EnvironmentID: "env-1", Table: "account", RowID: "r1", Column: "doc"}, "persist-up", 3, 1)
+	f.segments, err = s.ListFileSegments(ctx, "persist-up", -1, 0)
+	must(t, err)
+	if len(f.segments) != 3 {
+		t.Fatalf("filled %d segments, want 3", len(f.segments))
+	}
+	must(t, s.BeginFileUpload(ctx, &keyhold.File{FileRef: f.file.FileRef, UploadID: "persist-pending", SegmentSize: 4, CreatedAt: t0}))
+	must(t, s.PutFileSegment(ctx, &keyhold.FileSegment{UploadID: "persist-pending", Index: 0, Generation: 1, Sealed: []byte("pend")}))
 	return f
 }
 
