@@ -373,7 +373,7 @@ func (s *Service) write(ctx context.Context, req *arm.PutRequest, prev, next *Po
 		next.Properties.SystemID = prev.Properties.SystemID
 	}
 	if next.Properties.SystemID == "" {
-		next.Properties.SystemID = SystemIDFor(location, s.newID())
+		next.Properties.SystemID = SystemIDFor(arm.NormalizeLocation(location), s.newID())
 	}
 
 	tenantID := req.Subscription.TenantID

@@ -266,6 +266,12 @@ func TestSystemIDStableAcrossUpdates(t *testing.T) {
 	if got := policy.PolicyIDOf(sys); got != "00000000-0000-4000-8000-000000000001" {
 		t.Errorf("PolicyIDOf(%s) = %s", sys, got)
 	}
+	// The region in systemId is the normalized location, whatever the body said.
+	spaced := encryptionBody(nil)
+	spaced["location"] = "United States"
+	if got := str(e.put(policyID(subA, "ep-spaced"), spaced), "properties.systemId"); !systemIDRE.MatchString(got) || !strings.HasPrefix(got, "/regions/unitedstates/") {
+		t.Errorf("systemId for location 'United States' = %q", got)
+	}
 	// The default generator makes random version 4 GUIDs.
 	e2 := newEnv(t, options{})
 	svc := policy.New(policy.Config{Store: e2.store, Identity: e2.ids})
