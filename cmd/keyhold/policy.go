@@ -32,7 +32,7 @@ func policyCommand() *command {
 // policyVerbs is the verb table of the policy noun. create (deploy.go) and
 // validate (policy_validate.go) come from their own files.
 func policyVerbs() []*command {
-	return []*command{policyShow(), policyList(), policyDelete()}
+	return []*command{policyShow(), policyList(), policyDelete(), policyValidateCommand()}
 }
 
 // policyRef is how a command names one policy: a resource id as the

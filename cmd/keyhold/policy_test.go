@@ -228,3 +228,16 @@ func TestPolicyCommands(t *testing.T) {
 		t.Errorf("list after delete:\n%s", out)
 	}
 }
+
+func TestPolicyVerbs(t *testing.T) {
+	var got []string
+	for _, c := range policyCommand().subs {
+		got = append(got, c.name)
+		if c.run == nil || c.summary == "" || len(c.examples) == 0 {
+			t.Errorf("policy %s lacks run, summary or examples", c.name)
+		}
+	}
+	if want := "show,list,delete,validate"; strings.Join(got, ",") != want {
+		t.Errorf("policy verbs = %v, want %s", got, want)
+	}
+}
