@@ -44,6 +44,12 @@ type KeyAccessChecker interface {
 	CheckKeyAccess(ctx context.Context, vaultID, keyName, keyVersion string, principal *keyhold.Principal) (*keyvault.AccessReport, error)
 }
 
+// The server hands the monitor its policy service and built-in vault.
+var (
+	_ HealthRecorder   = (*Service)(nil)
+	_ KeyAccessChecker = (*keyvault.Service)(nil)
+)
+
 // MonitorConfig configures a Monitor.
 type MonitorConfig struct {
 	// Store is read for single policies (on PolicyChanged) and for the
