@@ -53,8 +53,8 @@ var reservedSegments = map[string]bool{
 }
 
 // route maps a method and the path after /vaults/{name}/ to an operation.
-// It returns 400 for a malformed key name, 404 for a path the data plane
-// does not have and 405 for a method a path does not take.
+// It returns 400 BadParameter for a malformed key name or a method a path
+// does not take, and 404 for a path the data plane does not have.
 func route(method, rest string) (operation, error) {
 	segs := strings.Split(rest, "/")
 	first := strings.ToLower(segs[0])
@@ -164,7 +164,8 @@ func routeDeletedKeys(method string, segs []string) (operation, error) {
 	return operation{}, notFoundPath("deletedkeys/" + strings.Join(segs, "/"))
 }
 
-// want returns op if method is the one the path takes, and 405 otherwise.
+// want returns op if method is the one the path takes, and a 400
+// BadParameter naming the right method otherwise.
 func want(method, allowed string, op operation) (operation, error) {
 	if method != allowed {
 		return operation{}, keyhold.Errorc(keyhold.EInvalid, codeBadParameter,
