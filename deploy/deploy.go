@@ -101,7 +101,7 @@ type Service struct {
 	wg   sync.WaitGroup
 
 	mu      sync.Mutex
-	running map[string]context.CancelCauseFunc // by lower-case deployment id
+	running map[string]*runEntry // by lower-case deployment id
 }
 
 // New returns a Service for cfg. Register its ResourceType with the
@@ -124,7 +124,7 @@ func New(cfg Config) *Service {
 	rand.Read(b[:])
 	return &Service{
 		cfg: cfg, log: cfg.Logger, now: cfg.Now, owner: hex.EncodeToString(b[:]),
-		base: base, stop: stop, running: map[string]context.CancelCauseFunc{},
+		base: base, stop: stop, running: map[string]*runEntry{},
 	}
 }
 

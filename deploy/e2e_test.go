@@ -306,6 +306,23 @@ func TestSeedTemplateThroughArmresources(t *testing.T) {
 		t.Errorf("admin's role assignments = %v, %v", as, err)
 	}
 
+	// Each applied resource is in the audit log, as the deploying caller.
+	recs, err := e.srv.Store().ListAudit(ctx, keyhold.AuditFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	audited := map[string]bool{}
+	for _, r := range recs {
+		if strings.Contains(r.Detail, "/deployments/grants") && r.PrincipalID == e.srv.Bootstrap().ServicePrincipalID && r.Result == "Succeeded" {
+			audited[r.Action] = true
+		}
+	}
+	for _, a := range []string{"Microsoft.KeyVault/vaults/accessPolicies/write", "Microsoft.Authorization/roleAssignments/write"} {
+		if !audited[a] {
+			t.Errorf("no audit record of %s by the deployment (have %v)", a, audited)
+		}
+	}
+
 	// Operations through DeploymentOperationsClient, in dependency order.
 	opsClient, err := armresources.NewDeploymentOperationsClient(e.sub, e.cred, e.opts())
 	if err != nil {

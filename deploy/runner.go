@@ -36,37 +36,51 @@ func newUUID() string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
-// start runs the deployment id in the background unless this process runs
-// it already.
+// start runs the deployment id in the background. If this process is
+// still finishing an earlier run of it, the new run starts right after.
 func (s *Service) start(id string) {
 	key := strings.ToLower(id)
 	s.mu.Lock()
-	if _, ok := s.running[key]; ok || s.base.Err() != nil {
+	if e, ok := s.running[key]; ok {
+		e.again = true
+		s.mu.Unlock()
+		return
+	}
+	if s.base.Err() != nil {
 		s.mu.Unlock()
 		return
 	}
 	ctx, cancel := context.WithCancelCause(s.base)
-	s.running[key] = cancel
+	e := &runEntry{cancel: cancel}
+	s.running[key] = e
 	s.wg.Add(1)
 	s.mu.Unlock()
 	go func() {
 		defer s.wg.Done()
-		defer func() {
-			s.mu.Lock()
-			delete(s.running, key)
-			s.mu.Unlock()
-			cancel(nil)
-		}()
 		s.run(ctx, id)
+		cancel(nil)
+		s.mu.Lock()
+		again := e.again
+		delete(s.running, key)
+		s.mu.Unlock()
+		if again {
+			s.start(id)
+		}
 	}()
+}
+
+// runEntry is one run of this process.
+type runEntry struct {
+	cancel context.CancelCauseFunc
+	again  bool // a new run of the same deployment was asked for meanwhile
 }
 
 // cancelLocal ends this process's run of id, if any, with cause.
 func (s *Service) cancelLocal(id string, cause error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if cancel, ok := s.running[strings.ToLower(id)]; ok {
-		cancel(cause)
+	if e, ok := s.running[strings.ToLower(id)]; ok {
+		e.cancel(cause)
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/keyhold/keyhold/seal"
 )
 
 func TestDeployRunsInDependencyOrder(t *testing.T) {
@@ -279,4 +281,48 @@ func TestResumeWaitsForALiveClaim(t *testing.T) {
 	close(g1.release)
 	h1.waitState("d", StateSucceeded)
 	h2.Close()
+}
+
+func TestSecureParametersAreNeverShown(t *testing.T) {
+	h := newHarness(t)
+	tmpl := `{"parameters": {"secret": {"type": "securestring"}, "plain": {"type": "string"}},
+	  "resources": [{"type": "Keyhold.Test/gadgets", "apiVersion": "2024-01-01", "name": "s", "properties": {"len": "[length(parameters('secret'))]"}}]}`
+	if code, body, _ := h.do(hOwner, "PUT", depPath("sec"), deployBody(tmpl, map[string]any{"secret": "hunter2-secret", "plain": "visible"})); code != http.StatusCreated {
+		t.Fatalf("PUT = %d %v", code, body)
+	}
+	done := h.waitState("sec", StateSucceeded)
+	b, _ := json.Marshal(done)
+	if strings.Contains(string(b), "hunter2-secret") {
+		t.Errorf("the deployment shows a secure value: %s", b)
+	}
+	params := done["properties"].(map[string]any)["parameters"].(map[string]any)
+	if _, has := params["secret"].(map[string]any)["value"]; has || params["secret"].(map[string]any)["type"] != "SecureString" || params["plain"].(map[string]any)["value"] != "visible" {
+		t.Errorf("parameters = %v", params)
+	}
+	if _, g, _ := h.do(hOwner, "GET", gadgetID("s")+"?api-version="+slowAPI, nil); g["properties"].(map[string]any)["len"] != float64(14) {
+		t.Errorf("the secure value did not reach the template: %v", g)
+	}
+
+	// With a seal key the stored value is sealed, and opens again.
+	key, err := seal.NewKey(seal.GenerateMasterKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(Config{Store: h.store, ARM: h.arm.Handler(), Seal: key})
+	defer s.Close()
+	rec := &record{}
+	if err := s.sealParams(rec, "/d", map[string]any{"secret": "hunter2-secret", "plain": "visible"}, map[string]string{"secret": "SecureString", "plain": "String"}); err != nil {
+		t.Fatal(err)
+	}
+	stored, _ := json.Marshal(rec)
+	if strings.Contains(string(stored), "hunter2") || !strings.Contains(string(stored), "sealed:") {
+		t.Errorf("stored record = %s", stored)
+	}
+	got, err := s.givenParams(rec, "/d")
+	if err != nil || got["secret"] != "hunter2-secret" || got["plain"] != "visible" {
+		t.Errorf("givenParams = %v, %v", got, err)
+	}
+	if _, err := s.givenParams(rec, "/other"); err == nil {
+		t.Error("a sealed value opened under another deployment's label")
+	}
 }
