@@ -31,15 +31,27 @@ type Fixture struct {
 	Deny func(t *testing.T)
 }
 
-// Run runs the conformance suite against fixtures from newFixture.
+// Run runs the conformance suite against fixtures from newFixture. The
+// cases run in parallel, each with its own fixture, so fixtures must not
+// share state that one case changes (Deny, above all).
 func Run(t *testing.T, newFixture func(t *testing.T) *Fixture) {
-	t.Run("RoundTrip", func(t *testing.T) { testRoundTrip(t, newFixture(t)) })
-	t.Run("Check", func(t *testing.T) { testCheck(t, newFixture(t)) })
-	t.Run("WrongKey", func(t *testing.T) { testWrongKey(t, newFixture(t)) })
-	t.Run("Tampered", func(t *testing.T) { testTampered(t, newFixture(t)) })
-	t.Run("BadRefs", func(t *testing.T) { testBadRefs(t, newFixture(t)) })
-	t.Run("Concurrent", func(t *testing.T) { testConcurrent(t, newFixture(t)) })
-	t.Run("Denied", func(t *testing.T) { testDenied(t, newFixture(t)) })
+	for _, c := range []struct {
+		name string
+		run  func(*testing.T, *Fixture)
+	}{
+		{"RoundTrip", testRoundTrip},
+		{"Check", testCheck},
+		{"WrongKey", testWrongKey},
+		{"Tampered", testTampered},
+		{"BadRefs", testBadRefs},
+		{"Concurrent", testConcurrent},
+		{"Denied", testDenied},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			c.run(t, newFixture(t))
+		})
+	}
 }
 
 func randomSecret(t *testing.T, n int) (keyhold.Secret, []byte) {
