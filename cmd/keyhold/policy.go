@@ -14,12 +14,13 @@ import (
 func policyCommand() *command {
 	return &command{
 		name:    "policy",
-		summary: "manage enterprise policies (Microsoft.PowerPlatform/enterprisePolicies): show, list, delete",
+		summary: "manage enterprise policies (Microsoft.PowerPlatform/enterprisePolicies): create, show, list, delete, validate",
 		long: "An enterprise policy of kind Encryption points at a key in a key vault and has its own managed identity,\n" +
 			"which must be granted get, wrapKey and unwrapKey on the key. Its health says whether that identity can\n" +
 			"use the key right now. Name a policy by its resource id, or by --name (and --resource-group when the\n" +
 			"name is in several groups).",
 		examples: []string{
+			"keyhold policy create --resource-group rg-contoso --name ep-contoso --location unitedstates --vault-id VAULT-ID --key-name cmk",
 			"keyhold policy list",
 			"keyhold policy show --name ep-contoso",
 			"keyhold policy show /subscriptions/SUB/resourceGroups/rg-contoso/providers/Microsoft.PowerPlatform/enterprisePolicies/ep-contoso -o json",
@@ -32,7 +33,7 @@ func policyCommand() *command {
 // policyVerbs is the verb table of the policy noun. create (deploy.go) and
 // validate (policy_validate.go) come from their own files.
 func policyVerbs() []*command {
-	return []*command{policyShow(), policyList(), policyDelete(), policyValidateCommand()}
+	return []*command{policyCreateCommand(), policyShow(), policyList(), policyDelete(), policyValidateCommand()}
 }
 
 // policyRef is how a command names one policy: a resource id as the

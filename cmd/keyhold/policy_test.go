@@ -237,7 +237,7 @@ func TestPolicyVerbs(t *testing.T) {
 			t.Errorf("policy %s lacks run, summary or examples", c.name)
 		}
 	}
-	if want := "show,list,delete,validate"; strings.Join(got, ",") != want {
+	if want := "create,show,list,delete,validate"; strings.Join(got, ",") != want {
 		t.Errorf("policy verbs = %v, want %s", got, want)
 	}
 }
