@@ -22,7 +22,8 @@ func memoryFixture(t *testing.T) *kmstest.Fixture {
 	other.KeyName = "other"
 	m.AddKey(other)
 	return &kmstest.Fixture{Wrapper: m, Ref: memRef, Other: other,
-		Deny: func(*testing.T) { m.SetEnabled(memRef.VaultID, memRef.KeyName, false) }}
+		Deny: func(*testing.T) { m.SetEnabled(memRef.VaultID, memRef.KeyName, false) },
+		Cut:  func(*testing.T) { m.SetUnreachable(true) }}
 }
 
 // TestMemoryConformance runs the suite against the in-memory wrapper, and

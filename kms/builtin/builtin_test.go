@@ -174,7 +174,8 @@ func TestConformanceCustomerAccessPolicy(t *testing.T) {
 		e.createKey("cmk", "")
 		e.createKey("cmk2", "")
 		return &kmstest.Fixture{Wrapper: e.drv, Ref: customerRef("cmk"), Other: customerRef("cmk2"),
-			Deny: func(t *testing.T) { e.patchKey("cmk", `{"attributes":{"enabled":false}}`) }}
+			Deny: func(t *testing.T) { e.patchKey("cmk", `{"attributes":{"enabled":false}}`) },
+			Cut:  func(*testing.T) { e.store.Close() }}
 	})
 }
 
@@ -254,7 +255,8 @@ func TestConformancePlatform(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return &kmstest.Fixture{Wrapper: e.drv, Ref: ref, Other: other, Deny: func(t *testing.T) { disableSystemKey(t, e, ref) }}
+		return &kmstest.Fixture{Wrapper: e.drv, Ref: ref, Other: other, Deny: func(t *testing.T) { disableSystemKey(t, e, ref) },
+			Cut: func(*testing.T) { e.store.Close() }}
 	})
 }
 

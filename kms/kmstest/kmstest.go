@@ -29,6 +29,9 @@ type Fixture struct {
 	// Deny takes away Ref's usability for good, as a customer would by
 	// disabling the key or removing access; nil skips the denial checks.
 	Deny func(t *testing.T)
+	// Cut makes the vault unreachable (a network failure, the vault's
+	// store down); nil skips the unreachable checks.
+	Cut func(t *testing.T)
 }
 
 // Run runs the conformance suite against fixtures from newFixture. The
@@ -46,6 +49,7 @@ func Run(t *testing.T, newFixture func(t *testing.T) *Fixture) {
 		{"BadRefs", testBadRefs},
 		{"Concurrent", testConcurrent},
 		{"Denied", testDenied},
+		{"Unreachable", testUnreachable},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -266,5 +270,24 @@ func testDenied(t *testing.T, f *Fixture) {
 	}
 	if err := f.Wrapper.Check(ctx, used); !kms.Denied(err) {
 		t.Errorf("Check of the version used after denial: err = %v, want forbidden", err)
+	}
+}
+
+func testUnreachable(t *testing.T, f *Fixture) {
+	if f.Cut == nil {
+		t.Skip("the fixture cannot cut the vault off")
+	}
+	ctx := context.Background()
+	wrapped, used, _ := wrap(t, f, f.Ref)
+	f.Cut(t)
+	secret, _ := randomSecret(t, 32)
+	if _, _, err := f.Wrapper.Wrap(ctx, f.Ref, secret); !kms.Unreachable(err) {
+		t.Errorf("Wrap with the vault cut off: err = %v, want unavailable", err)
+	}
+	if s, err := f.Wrapper.Unwrap(ctx, used, wrapped); !kms.Unreachable(err) || !s.IsZero() {
+		t.Errorf("Unwrap with the vault cut off: err = %v, want unavailable, not a lock", err)
+	}
+	if err := f.Wrapper.Check(ctx, f.Ref); !kms.Unreachable(err) {
+		t.Errorf("Check with the vault cut off: err = %v, want unavailable", err)
 	}
 }
