@@ -35,10 +35,12 @@ func (f UnwrapperFunc) Unwrap(ctx context.Context, g *keyhold.RootKeyGeneration)
 }
 
 // Generations lists an environment's root-key generations;
-// keyhold.EnvironmentStore satisfies it.
+// keyhold.EnvironmentStore (and so keyhold.Store) satisfies it.
 type Generations interface {
 	ListGenerations(ctx context.Context, environmentID string) ([]*keyhold.RootKeyGeneration, error)
 }
+
+var _ Generations = keyhold.EnvironmentStore(nil)
 
 // KeyringStats counts what a Keyring did since it was made.
 type KeyringStats struct {

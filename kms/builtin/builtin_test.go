@@ -603,8 +603,19 @@ func TestBuiltinWarmPathMakesNoVaultCalls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &keyhold.RootKeyGeneration{EnvironmentID: "env-1", Generation: 1, Wrapped: wrapped, WrappedBy: used, State: keyhold.GenerationActive}
-	kr := envelope.NewKeyring(gensOf{g}, kms.GenerationUnwrapper{Wrapper: w})
+	// The generation is stored where the platform keeps it, and the
+	// keyring reads it from the store.
+	if err := e.store.CreateEnvironment(ctx, &keyhold.Environment{ID: "env-1", TenantID: tenant, DisplayName: "Sales", Region: "europe",
+		Type: keyhold.EnvProduction, RuntimeState: keyhold.RuntimeEnabled, KeyManagedBy: keyhold.KeyManagedByCustomer,
+		EncryptionStatus: keyhold.EncryptionEncrypted, CreatedAt: e.now, UpdatedAt: e.now}); err != nil {
+		t.Fatal(err)
+	}
+	g := &keyhold.RootKeyGeneration{EnvironmentID: "env-1", Generation: 1, Wrapped: wrapped, WrappedBy: used, State: keyhold.GenerationActive,
+		CreatedAt: e.now, UpdatedAt: e.now}
+	if err := e.store.CreateGeneration(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	kr := envelope.NewKeyring(e.store, kms.GenerationUnwrapper{Wrapper: w})
 	b := envelope.RowBinding("env-1", "accounts", "r1")
 	sealed := envelope.Seal(root, 1, b, []byte("row"))
 	var wg sync.WaitGroup
@@ -631,10 +642,4 @@ func TestBuiltinWarmPathMakesNoVaultCalls(t *testing.T) {
 	if _, err := kr.Open(ctx, b, sealed); !kms.Denied(err) {
 		t.Errorf("Open after disable and wipe: err = %v, want forbidden", err)
 	}
-}
-
-type gensOf []*keyhold.RootKeyGeneration
-
-func (g gensOf) ListGenerations(context.Context, string) ([]*keyhold.RootKeyGeneration, error) {
-	return g, nil
 }
