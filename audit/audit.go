@@ -171,6 +171,9 @@ func (l *Log) Middleware(next http.Handler) http.Handler {
 }
 
 func (l *Log) record(ctx context.Context, r *http.Request, info *httpapi.Info, slot *callerSlot, signIn *signInInfo, start time.Time, status int) {
+	if info.ReadOnly && status < 400 {
+		return // a key operation that changed nothing; refusals are still kept
+	}
 	rec := &keyhold.AuditRecord{
 		Time:      start.UTC(),
 		Method:    r.Method,

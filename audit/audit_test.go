@@ -130,6 +130,14 @@ func TestMiddlewareRecords(t *testing.T) {
 			w.WriteHeader(http.StatusCreated)
 		case strings.HasSuffix(r.URL.Path, "/forbidden"):
 			httpapi.WriteError(w, r, keyhold.Errorc(keyhold.EForbidden, "AuthorizationFailed", "no"))
+		case strings.HasSuffix(r.URL.Path, "/unwrapkey"):
+			httpapi.Annotate(r.Context(), "Microsoft.KeyVault/vaults/keys/unwrap/action", "/vaults/kv/keys/k")
+			httpapi.MarkReadOnly(r.Context())
+			if r.URL.Query().Get("deny") != "" {
+				httpapi.WriteError(w, r, keyhold.Errorc(keyhold.EForbidden, "Forbidden", "no"))
+				return
+			}
+			io.WriteString(w, "ok")
 		default:
 			io.WriteString(w, "ok")
 		}
@@ -166,6 +174,9 @@ func TestMiddlewareRecords(t *testing.T) {
 			want: &keyhold.AuditRecord{TenantID: tenant, PrincipalID: reader.ID, PrincipalName: "reader@contoso.keyhold", Action: "DELETE /keyhold/v1/things/x", Method: "DELETE", Scope: "/keyhold/v1/things/x", Status: 200, Result: "Succeeded", ClientIP: "192.0.2.1"}},
 		{name: "403 is recorded", method: "POST", target: sub + "/forbidden", who: "reader", wantHTT: 403,
 			want: &keyhold.AuditRecord{TenantID: tenant, PrincipalID: reader.ID, PrincipalName: "reader@contoso.keyhold", Action: "POST " + sub + "/forbidden", Method: "POST", Scope: sub + "/forbidden", Status: 403, Result: "Failed", ClientIP: "192.0.2.1"}},
+		{name: "read-only POST that succeeds is not recorded", method: "POST", target: "/vaults/kv/keys/k/unwrapkey", who: "admin", wantHTT: 200},
+		{name: "read-only POST that is refused is recorded", method: "POST", target: "/vaults/kv/keys/k/unwrapkey?deny=1", who: "reader", wantHTT: 403,
+			want: &keyhold.AuditRecord{TenantID: tenant, PrincipalID: reader.ID, PrincipalName: "reader@contoso.keyhold", Action: "Microsoft.KeyVault/vaults/keys/unwrap/action", Method: "POST", Scope: "/vaults/kv/keys/k", Status: 403, Result: "Failed", ClientIP: "192.0.2.1"}},
 		{name: "401 is recorded", method: "PATCH", target: sub, who: "", wantHTT: 401,
 			want: &keyhold.AuditRecord{Action: "PATCH " + sub, Method: "PATCH", Scope: sub, Status: 401, Result: "Failed", ClientIP: "192.0.2.1"}},
 		{name: "client credentials sign-in", method: "POST", target: "/" + tenant + "/oauth2/v2.0/token", form: true,

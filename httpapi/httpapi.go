@@ -219,6 +219,10 @@ type Info struct {
 	Action string // e.g. Microsoft.Resources/subscriptions/resourceGroups/write
 	Scope  string // the resource id or scope acted on
 	Detail string // optional words for the audit record; never a secret
+	// ReadOnly marks a POST that changes no state (a key operation such as
+	// unwrapKey). The audit log records only its failures, which keeps
+	// hash-chained appends off the hot path of every wrap and unwrap.
+	ReadOnly bool
 }
 
 const infoKey ctxKey = 100
@@ -234,6 +238,13 @@ func WithInfo(ctx context.Context) (context.Context, *Info) {
 func Annotate(ctx context.Context, action, scope string) {
 	if i, ok := ctx.Value(infoKey).(*Info); ok {
 		i.Action, i.Scope = action, scope
+	}
+}
+
+// MarkReadOnly marks the current request as changing no state.
+func MarkReadOnly(ctx context.Context) {
+	if i, ok := ctx.Value(infoKey).(*Info); ok {
+		i.ReadOnly = true
 	}
 }
 

@@ -217,6 +217,9 @@ type operation struct {
 	action string
 	// key is the key name the operation is about, "" for vault-wide ones.
 	key string
+	// readOnly marks a POST that changes nothing (a cryptographic operation
+	// or random bytes): the audit log keeps only its refusals.
+	readOnly bool
 	// serve does the work.
 	serve func(s *Service, rq *request) error
 }
@@ -265,6 +268,9 @@ func (s *Service) serveData(w http.ResponseWriter, r *http.Request) {
 		scope = rq.keyScope(op.key)
 	}
 	httpapi.Annotate(r.Context(), op.action, scope)
+	if op.readOnly {
+		httpapi.MarkReadOnly(r.Context())
+	}
 	if err := s.authorize(rq, op, scope); err != nil {
 		writeError(w, r, err)
 		return

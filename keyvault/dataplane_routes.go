@@ -60,7 +60,7 @@ func route(method, rest string) (operation, error) {
 	first := strings.ToLower(segs[0])
 	switch {
 	case first == "rng" && len(segs) == 1:
-		return want(method, http.MethodPost, operation{action: ActionRNG, serve: (*Service).serveRNG})
+		return want(method, http.MethodPost, operation{action: ActionRNG, readOnly: true, serve: (*Service).serveRNG})
 	case first == "keys":
 		return routeKeys(method, segs[1:])
 	case first == "deletedkeys":
@@ -142,7 +142,7 @@ func getOrPatch(method, name, version string) (operation, error) {
 
 func cryptoRoute(method, name, version, seg string) (operation, error) {
 	c := cryptoOps[seg]
-	return want(method, http.MethodPost, operation{perm: c.keyOp, action: c.action, key: name, serve: serveCrypto(name, version, c.keyOp)})
+	return want(method, http.MethodPost, operation{perm: c.keyOp, action: c.action, key: name, readOnly: true, serve: serveCrypto(name, version, c.keyOp)})
 }
 
 func routeDeletedKeys(method string, segs []string) (operation, error) {
