@@ -25,7 +25,7 @@ const envURL = "KEYHOLD_TEST_DATABASE_URL"
 
 // baseURL returns the test database URL, skipping without one, except in CI
 // where PostgreSQL tests are required.
-func baseURL(t *testing.T) string {
+func baseURL(t testing.TB) string {
 	t.Helper()
 	u := os.Getenv(envURL)
 	if u == "" {
@@ -40,7 +40,7 @@ func baseURL(t *testing.T) string {
 // freshSchema creates a schema with a random name, drops it at cleanup, and
 // returns a URL whose every connection uses it, so that parallel test runs
 // on one database never see each other's tables.
-func freshSchema(t *testing.T) string {
+func freshSchema(t testing.TB) string {
 	t.Helper()
 	base := baseURL(t)
 	admin, err := sql.Open("pgx", base)
@@ -63,7 +63,7 @@ func freshSchema(t *testing.T) string {
 	return withSearchPath(t, base, schema)
 }
 
-func withSearchPath(t *testing.T, base, schema string) string {
+func withSearchPath(t testing.TB, base, schema string) string {
 	if !strings.HasPrefix(base, "postgres://") && !strings.HasPrefix(base, "postgresql://") {
 		return base + " search_path=" + schema // key=value DSN
 	}
@@ -77,7 +77,7 @@ func withSearchPath(t *testing.T, base, schema string) string {
 	return u.String()
 }
 
-func open(t *testing.T, u string) keyhold.Store {
+func open(t testing.TB, u string) keyhold.Store {
 	t.Helper()
 	s, err := postgres.Open(context.Background(), u)
 	if err != nil {

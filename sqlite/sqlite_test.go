@@ -16,7 +16,7 @@ import (
 	"github.com/keyhold/keyhold/storetest"
 )
 
-func open(t *testing.T, path string) keyhold.Store {
+func open(t testing.TB, path string) keyhold.Store {
 	t.Helper()
 	s, err := sqlite.Open(context.Background(), path)
 	if err != nil {

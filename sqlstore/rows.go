@@ -116,6 +116,8 @@ func (s *Store) tableExists(ctx context.Context, environmentID, tk, name string)
 
 const rowCols = `environment_id, table_key, id, version, generation, sealed, created_at, updated_at`
 
+const getRow = `SELECT ` + rowCols + ` FROM env_rows WHERE environment_id = ? AND table_key = ? AND id = ?`
+
 func scanRow(r interface{ Scan(...any) error }) (*keyhold.SealedRow, error) {
 	row := &keyhold.SealedRow{}
 	err := r.Scan(&row.EnvironmentID, &row.Table, &row.ID, &row.Version, &row.Generation, &row.Sealed,
@@ -190,12 +192,12 @@ func (s *Store) PutRow(ctx context.Context, r *keyhold.SealedRow, ifVersion int6
 	var row *sql.Row
 	switch {
 	case ifVersion > 0:
-		row = s.queryRow(ctx, updateRowAt, r.Generation, r.Sealed, ts[1], r.EnvironmentID, tk, r.ID, ifVersion)
+		row = s.hotQueryRow(ctx, updateRowAt, r.Generation, r.Sealed, ts[1], r.EnvironmentID, tk, r.ID, ifVersion)
 	case ifVersion == 0:
-		row = s.queryRow(ctx, replaceRow, r.EnvironmentID, tk, r.ID, r.Generation, r.Sealed, ts[0], ts[1],
+		row = s.hotQueryRow(ctx, replaceRow, r.EnvironmentID, tk, r.ID, r.Generation, r.Sealed, ts[0], ts[1],
 			r.EnvironmentID, tk)
 	default:
-		row = s.queryRow(ctx, createRow, r.EnvironmentID, tk, r.ID, r.Generation, r.Sealed, ts[0], ts[1],
+		row = s.hotQueryRow(ctx, createRow, r.EnvironmentID, tk, r.ID, r.Generation, r.Sealed, ts[0], ts[1],
 			r.EnvironmentID, tk)
 	}
 	var version int64
@@ -236,8 +238,7 @@ func (s *Store) rowWriteFailed(ctx context.Context, environmentID, tk, table, id
 
 // GetRow returns a row, or ENotFound.
 func (s *Store) GetRow(ctx context.Context, environmentID, table, id string) (*keyhold.SealedRow, error) {
-	r, err := scanRow(s.queryRow(ctx, `SELECT `+rowCols+` FROM env_rows
-		WHERE environment_id = ? AND table_key = ? AND id = ?`, environmentID, key(table), id))
+	r, err := scanRow(s.hotQueryRow(ctx, getRow, environmentID, key(table), id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("row %q", id)
 	}
@@ -264,7 +265,7 @@ func (s *Store) DeleteRow(ctx context.Context, environmentID, table, id string, 
 	}
 	// The row's files go with it by the foreign keys' cascade, in this one
 	// statement.
-	n, err := s.execN(ctx, q, args...)
+	n, err := s.hotExecN(ctx, q, args...)
 	if err != nil {
 		return err
 	}
@@ -337,7 +338,7 @@ func (s *Store) ResealRow(ctx context.Context, r *keyhold.SealedRow) (bool, erro
 	if err != nil {
 		return false, err
 	}
-	n, err := s.execN(ctx, resealRow, args...)
+	n, err := s.hotExecN(ctx, resealRow, args...)
 	return n > 0, err
 }
 

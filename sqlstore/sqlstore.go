@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/keyhold/keyhold"
@@ -49,6 +50,11 @@ type Dialect struct {
 	// each pass over the rows others are claiming. Engines that serialise
 	// writers (SQLite) leave it empty: the one UPDATE is atomic there.
 	SkipLocked string
+	// PrepareHot makes the store prepare its hot statements (row reads and
+	// writes, the environment lookup) once and reuse them outside
+	// transactions. Drivers whose engine prepares cheaply, or that cache
+	// statements themselves (pgx does), leave it off.
+	PrepareHot bool
 	// MigrateLock and MigrateUnlock, when set, are run on one connection
 	// around the migrations, so that processes starting together migrate
 	// once (PostgreSQL advisory locks).
@@ -91,9 +97,45 @@ type querier interface {
 // Store is keyhold.Store over a *sql.DB, or bound to one *sql.Tx inside
 // InTx.
 type Store struct {
-	db *sql.DB
-	tx *sql.Tx // non-nil inside InTx
-	d  Dialect
+	db    *sql.DB
+	tx    *sql.Tx // non-nil inside InTx
+	d     Dialect
+	stmts *stmtCache // shared by a Store and the ones InTx binds
+}
+
+// stmtCache holds the hot statements prepared on the database, which
+// database/sql prepares again on each pooled connection as it needs.
+type stmtCache struct {
+	mu     sync.Mutex
+	m      map[string]*sql.Stmt
+	closed bool
+}
+
+// get returns the statement for query, preparing it the first time.
+func (c *stmtCache) get(ctx context.Context, db *sql.DB, query string) (*sql.Stmt, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st, ok := c.m[query]; ok {
+		return st, nil
+	}
+	if c.closed {
+		return nil, errors.New("sqlstore: store is closed")
+	}
+	st, err := db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	c.m[query] = st
+	return st, nil
+}
+
+func (c *stmtCache) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, st := range c.m {
+		st.Close()
+	}
+	c.m, c.closed = nil, true
 }
 
 var _ keyhold.Store = (*Store)(nil)
@@ -110,7 +152,7 @@ func New(db *sql.DB, d Dialect) *Store {
 	if d.IsForeignKeyViolation == nil {
 		d.IsForeignKeyViolation = func(error) bool { return false }
 	}
-	return &Store{db: db, d: d}
+	return &Store{db: db, d: d, stmts: &stmtCache{m: map[string]*sql.Stmt{}}}
 }
 
 // DB returns the underlying database, for drivers' own tests and tools.
@@ -122,6 +164,7 @@ func (s *Store) Close() error {
 	if s.tx != nil {
 		return nil
 	}
+	s.stmts.close()
 	if err := s.db.Close(); err != nil {
 		return keyhold.Internal("sqlstore", err)
 	}
@@ -152,7 +195,7 @@ func (s *Store) inTx(ctx context.Context, fn func(ts *Store) error) (err error) 
 			_ = tx.Rollback()
 		}
 	}()
-	ts := &Store{db: s.db, tx: tx, d: s.d}
+	ts := &Store{db: s.db, tx: tx, d: s.d, stmts: s.stmts}
 	if err := fn(ts); err != nil {
 		done = true
 		_ = tx.Rollback()
@@ -203,6 +246,47 @@ func (s *Store) query(ctx context.Context, query string, args ...any) (*sql.Rows
 
 func (s *Store) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
 	return s.q().QueryRowContext(ctx, s.d.Rebind(query), args...)
+}
+
+// hot returns the prepared statement for a hot query when the dialect asks
+// for them and s is not in a transaction (where a statement prepared on the
+// database would have to be prepared again on the transaction's
+// connection), or nil to run the query as usual. A statement that fails to
+// prepare is run as usual too, which reports the error.
+func (s *Store) hot(ctx context.Context, query string) *sql.Stmt {
+	if !s.d.PrepareHot || s.tx != nil {
+		return nil
+	}
+	st, err := s.stmts.get(ctx, s.db, s.d.Rebind(query))
+	if err != nil {
+		return nil
+	}
+	return st
+}
+
+// hotQueryRow is queryRow through a prepared statement (see hot).
+func (s *Store) hotQueryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := s.hot(ctx, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return s.queryRow(ctx, query, args...)
+}
+
+// hotExecN is execN through a prepared statement (see hot).
+func (s *Store) hotExecN(ctx context.Context, query string, args ...any) (int64, error) {
+	st := s.hot(ctx, query)
+	if st == nil {
+		return s.execN(ctx, query, args...)
+	}
+	res, err := st.ExecContext(ctx, args...)
+	if err != nil {
+		return 0, s.wrap(err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, keyhold.Internal("sqlstore", err)
+	}
+	return n, nil
 }
 
 // wrap turns a driver error into a *keyhold.Error that never carries SQL text
