@@ -232,3 +232,25 @@ func (e *env) createUser(upnLocal, password string, roles ...string) (id, upn st
 	}
 	return u.ID, upn
 }
+
+// createServicePrincipal creates an application's service principal through
+// the directory API as the Global Administrator and returns its object id and
+// a credential from a new client secret.
+func (e *env) createServicePrincipal(name string) (string, azcore.TokenCredential) {
+	e.t.Helper()
+	ga := e.token(e.user(e.boot.AdminUsername, e.boot.AdminPassword), identity.AudienceGraph)
+	var sp struct {
+		ID    string `json:"id"`
+		AppID string `json:"appId"`
+	}
+	if resp, b := e.do("POST", "/v1.0/servicePrincipals", ga, map[string]any{"displayName": name}, &sp); resp.StatusCode != http.StatusCreated {
+		e.t.Fatalf("create service principal: %d %s", resp.StatusCode, b)
+	}
+	var pw struct {
+		SecretText string `json:"secretText"`
+	}
+	if resp, b := e.do("POST", "/v1.0/servicePrincipals/"+sp.ID+"/addPassword", ga, map[string]any{}, &pw); resp.StatusCode != http.StatusOK {
+		e.t.Fatalf("add password: %d %s", resp.StatusCode, b)
+	}
+	return sp.ID, e.secretCredential(sp.AppID, pw.SecretText)
+}
