@@ -35,8 +35,8 @@ const (
 )
 
 // Dialect is PostgreSQL's sqlstore.Dialect: $n placeholders, SQLSTATE error
-// classes, a row lock on the audit head, SKIP LOCKED for leasing operations
-// and an advisory lock around migrations.
+// classes, a row lock on the audit head, SKIP LOCKED for leasing operations,
+// batch updates in one statement and an advisory lock around migrations.
 var Dialect = sqlstore.Dialect{
 	Name:                  "postgres",
 	Rebind:                sqlstore.RebindDollar,
@@ -44,6 +44,7 @@ var Dialect = sqlstore.Dialect{
 	IsForeignKeyViolation: func(err error) bool { return sqlState(err) == "23503" },
 	LockAuditHead:         " FOR UPDATE",
 	SkipLocked:            " FOR UPDATE SKIP LOCKED",
+	BatchBlobType:         "BYTEA",
 	MigrateLock:           fmt.Sprintf("SELECT pg_advisory_lock(%d)", migrateLockID),
 	MigrateUnlock:         fmt.Sprintf("SELECT pg_advisory_unlock(%d)", migrateLockID),
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"strings"
 
 	"github.com/keyhold/keyhold"
 )
@@ -342,10 +343,11 @@ func (s *Store) ResealRow(ctx context.Context, r *keyhold.SealedRow) (bool, erro
 	return n > 0, err
 }
 
-// ResealRows is ResealRow for each of rows, in one transaction with one
-// prepared statement, and returns how many it replaced. It checks every row
-// before it writes any, and returns EInvalid (writing nothing) if one is
-// bad.
+// ResealRows is ResealRow for each of rows, in one transaction, and returns
+// how many it replaced. It checks every row before it writes any, and
+// returns EInvalid (writing nothing) if one is bad. Where the dialect sets
+// BatchBlobType each chunk of rows is one statement; otherwise one prepared
+// statement runs per row.
 func (s *Store) ResealRows(ctx context.Context, rows []*keyhold.SealedRow) (int, error) {
 	args := make([][]any, len(rows))
 	for i, r := range rows {
@@ -359,27 +361,74 @@ func (s *Store) ResealRows(ctx context.Context, rows []*keyhold.SealedRow) (int,
 	}
 	done := 0
 	err := s.inTx(ctx, func(tx *Store) error {
-		done = 0
-		stmt, err := tx.tx.PrepareContext(ctx, tx.d.Rebind(resealRow))
-		if err != nil {
-			return tx.wrap(err)
+		var err error
+		if tx.d.BatchBlobType != "" {
+			done, err = tx.resealBatches(ctx, args)
+		} else {
+			done, err = tx.resealEach(ctx, args)
 		}
-		defer stmt.Close()
-		for _, a := range args {
-			res, err := stmt.ExecContext(ctx, a...)
-			if err != nil {
-				return tx.wrap(err)
-			}
-			n, err := res.RowsAffected()
-			if err != nil {
-				return keyhold.Internal("sqlstore", err)
-			}
-			done += int(n)
-		}
-		return nil
+		return err
 	})
 	if err != nil {
 		return 0, err
+	}
+	return done, nil
+}
+
+// resealEach runs resealRow once per row, on a transaction's connection.
+func (s *Store) resealEach(ctx context.Context, args [][]any) (int, error) {
+	stmt, err := s.tx.PrepareContext(ctx, s.d.Rebind(resealRow))
+	if err != nil {
+		return 0, s.wrap(err)
+	}
+	defer stmt.Close()
+	done := 0
+	for _, a := range args {
+		res, err := stmt.ExecContext(ctx, a...)
+		if err != nil {
+			return 0, s.wrap(err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return 0, keyhold.Internal("sqlstore", err)
+		}
+		done += int(n)
+	}
+	return done, nil
+}
+
+// resealChunk bounds the rows of one batch statement: 6 parameters a row
+// stay far below PostgreSQL's 65535.
+const resealChunk = 500
+
+// resealBatches reseals rows in statements of resealChunk rows each, every
+// row matched on its key and version as resealRow does.
+func (s *Store) resealBatches(ctx context.Context, args [][]any) (int, error) {
+	done := 0
+	for start := 0; start < len(args); start += resealChunk {
+		chunk := args[start:min(start+resealChunk, len(args))]
+		var q strings.Builder
+		q.WriteString(`UPDATE env_rows SET sealed = v.sealed, generation = v.generation FROM (VALUES `)
+		flat := make([]any, 0, 6*len(chunk))
+		for i, a := range chunk {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			// The casts type the VALUES columns, which PostgreSQL cannot
+			// infer from the parameters.
+			q.WriteString(`(CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS ` +
+				s.d.BatchBlobType + `))`)
+			// resealArgs order: sealed, generation, environment, table, id, version.
+			flat = append(flat, a[2], a[3], a[4], a[5], a[1], a[0])
+		}
+		q.WriteString(`) AS v (environment_id, table_key, id, version, generation, sealed)
+			WHERE env_rows.environment_id = v.environment_id AND env_rows.table_key = v.table_key
+			AND env_rows.id = v.id AND env_rows.version = v.version`)
+		n, err := s.execN(ctx, q.String(), flat...)
+		if err != nil {
+			return 0, err
+		}
+		done += int(n)
 	}
 	return done, nil
 }

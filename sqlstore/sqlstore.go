@@ -55,6 +55,12 @@ type Dialect struct {
 	// transactions. Drivers whose engine prepares cheaply, or that cache
 	// statements themselves (pgx does), leave it off.
 	PrepareHot bool
+	// BatchBlobType, when set, makes batch updates (ResealRows) one
+	// UPDATE ... FROM (VALUES ...) statement per chunk of rows, with each
+	// sealed value cast to this type, e.g. "BYTEA". Engines where every
+	// statement is a network round trip want it; in-process engines (SQLite)
+	// leave it empty and run one prepared statement per row, as fast there.
+	BatchBlobType string
 	// MigrateLock and MigrateUnlock, when set, are run on one connection
 	// around the migrations, so that processes starting together migrate
 	// once (PostgreSQL advisory locks).
