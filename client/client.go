@@ -145,6 +145,27 @@ func (c *Client) WithTokens(ts TokenSource) *Client {
 	return &cc
 }
 
+// SignedInObjectID returns the object id (oid claim) of the principal the
+// client's tokens are for, read from a resource-manager token.
+func (c *Client) SignedInObjectID(ctx context.Context) (string, error) {
+	if c.tokens == nil {
+		return "", errors.New("client: not signed in")
+	}
+	tok, err := c.tokens.Token(ctx, AudienceARM)
+	if err != nil {
+		return "", err
+	}
+	claims, err := Claims(tok)
+	if err != nil {
+		return "", err
+	}
+	oid, _ := claims["oid"].(string)
+	if oid == "" {
+		return "", errors.New("client: the access token names no object id")
+	}
+	return oid, nil
+}
+
 // Server returns the server URL with its trailing slash.
 func (c *Client) Server() string { return c.base.String() }
 

@@ -48,7 +48,7 @@ const (
 
 // fakeToken is an unsigned JWT-shaped token naming its audience.
 func fakeToken(aud string, n int) string {
-	claims, _ := json.Marshal(map[string]any{"aud": aud, "tid": fakeTenant, "n": n})
+	claims, _ := json.Marshal(map[string]any{"aud": aud, "tid": fakeTenant, "oid": spID, "n": n})
 	return "eyJhbGciOiJub25lIn0." + base64.RawURLEncoding.EncodeToString(claims) + ".sig"
 }
 

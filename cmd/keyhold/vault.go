@@ -118,7 +118,7 @@ func findVault(ctx context.Context, c *client.Client, sub, group, name string) (
 func vaultCreate() *command {
 	var name, group, location, sku, publicAccess, bypass, defaultAction string
 	var retention int
-	var rbac bool
+	var rbac, noSelf bool
 	var ipRules listFlag
 	tags := tagFlag{}
 	return &command{
@@ -128,7 +128,10 @@ func vaultCreate() *command {
 		long: "Soft delete is always on. Purge protection is turned on and cannot be turned off later, not even\n" +
 			"by the vault's owner: a deleted vault then stays recoverable until its retention period ends, which is\n" +
 			"what a customer-managed key needs. The retention period (7-90 days, default 90) cannot be changed\n" +
-			"after creation. Vault names are unique on the server: 3-24 letters, digits and hyphens.",
+			"after creation. Vault names are unique on the server: 3-24 letters, digits and hyphens.\n\n" +
+			"Unless --enable-rbac is given, the vault gets an access policy that gives you, the signed-in\n" +
+			"principal, every key permission (as az keyvault create does), so that you can create its keys;\n" +
+			"--no-self-access leaves it out.",
 		examples: []string{
 			"keyhold vault create --name kv-contoso --resource-group rg-contoso --location westus",
 			"keyhold vault create --name kv-contoso --resource-group rg-contoso --location westus --sku premium --retention-days 30 --enable-rbac",
@@ -141,6 +144,7 @@ func vaultCreate() *command {
 			fs.StringVar(&sku, "sku", "standard", "`SKU`: standard or premium (premium may hold HSM keys)")
 			fs.IntVar(&retention, "retention-days", 0, "soft-delete retention in `DAYS`, 7-90; fixed at creation (default 90)")
 			fs.BoolVar(&rbac, "enable-rbac", false, "authorize the data plane by role assignments instead of access policies")
+			fs.BoolVar(&noSelf, "no-self-access", false, "do not give the signed-in principal an access policy")
 			fs.StringVar(&publicAccess, "public-network-access", "", "`Enabled` or Disabled")
 			fs.StringVar(&bypass, "bypass", "", "firewall bypass: `AzureServices` (trusted platform services) or None")
 			fs.StringVar(&defaultAction, "default-action", "", "firewall default `ACTION`: Allow or Deny")
@@ -179,6 +183,14 @@ func vaultCreate() *command {
 			}}
 			if retention != 0 {
 				v.Properties.SoftDeleteRetentionInDays = pointer(retention)
+			}
+			if !rbac && !noSelf {
+				me, err := c.SignedInObjectID(ctx)
+				if err != nil {
+					return fmt.Errorf("cannot tell who is signed in to give you access to the vault's keys (use --no-self-access to skip): %w", err)
+				}
+				v.Properties.AccessPolicies = []client.VaultAccessPolicy{{TenantID: tenant, ObjectID: me,
+					Permissions: client.VaultPermissions{Keys: []string{"all"}}}}
 			}
 			if bypass != "" || defaultAction != "" || len(ipRules) > 0 {
 				acl := &client.VaultNetworkACLs{Bypass: bypass, DefaultAction: defaultAction}

@@ -175,7 +175,8 @@ func TestVaultCommands(t *testing.T) {
 	for _, ap := range v.Properties.AccessPolicies {
 		got[ap.ObjectID] = strings.Join(ap.Permissions.Keys, ",")
 	}
-	if len(got) != 2 || got[kvAdminID] != "get,unwrapKey,wrapKey" || got[identityID] != "get,list" {
+	// The creator got every key permission, as az keyvault create gives.
+	if len(got) != 3 || got[spID] != "all" || got[kvAdminID] != "get,unwrapKey,wrapKey" || got[identityID] != "get,list" {
 		t.Errorf("policies %v", got)
 	}
 	out = h.ok("vault", "show", "kv-cli")
@@ -209,7 +210,7 @@ func TestVaultCommands(t *testing.T) {
 		t.Errorf("create over a deleted vault: %d %s", code, errOut)
 	}
 	out = h.ok("vault", "recover", "--name", "kv-cli", "-o", "json")
-	if err := json.Unmarshal([]byte(out), &v); err != nil || len(v.Properties.AccessPolicies) != 1 || v.Tags["env"] != "test" {
+	if err := json.Unmarshal([]byte(out), &v); err != nil || len(v.Properties.AccessPolicies) != 2 || v.Tags["env"] != "test" {
 		t.Errorf("recovered %s (%v)", out, err)
 	}
 	if code, _, errOut := h.run("vault", "purge", "--name", "kv-none", "--yes"); code != 1 || !strings.Contains(errOut, "no deleted vault kv-none") {
