@@ -205,3 +205,24 @@ func TestOpenErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestLeaseAcrossProcesses leases operations through two separately opened
+// stores (own pools, as separate processes have): SKIP LOCKED hands each
+// operation to one worker.
+func TestLeaseAcrossProcesses(t *testing.T) {
+	u := freshSchema(t)
+	a, b := open(t, u), open(t, u)
+	defer a.Close()
+	defer b.Close()
+	storetest.LeaseAcrossStores(t, a, b)
+}
+
+// TestLargeFile round-trips a 100 MiB file in 1 MiB segments.
+func TestLargeFile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("100 MiB file: skipped with -short")
+	}
+	s := open(t, freshSchema(t))
+	defer s.Close()
+	storetest.LargeFile(t, s, 100<<20+12345, 1<<20)
+}

@@ -176,3 +176,23 @@ func TestAwkwardPath(t *testing.T) {
 		t.Errorf("after reopen: %q, %v", v, err)
 	}
 }
+
+// TestLeaseAcrossProcesses leases operations through two separately opened
+// stores on one file, as two processes would.
+func TestLeaseAcrossProcesses(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keyhold.db")
+	a, b := open(t, path), open(t, path)
+	defer a.Close()
+	defer b.Close()
+	storetest.LeaseAcrossStores(t, a, b)
+}
+
+// TestLargeFile round-trips a 100 MiB file in 1 MiB segments.
+func TestLargeFile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("100 MiB file: skipped with -short")
+	}
+	s := open(t, filepath.Join(t.TempDir(), "keyhold.db"))
+	defer s.Close()
+	storetest.LargeFile(t, s, 100<<20+12345, 1<<20)
+}

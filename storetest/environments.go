@@ -313,20 +313,41 @@ func testLeaseOperation(t *testing.T, s keyhold.Store) {
 // testLeaseOperationConcurrent has 4 workers lease 40 operations at once:
 // each operation goes to exactly one of them.
 func testLeaseOperationConcurrent(t *testing.T, s keyhold.Store) {
-	ctx := context.Background()
 	mustEnv(t, s, "env-a")
+	leaseConcurrently(t, []keyhold.Store{s, s, s, s})
+}
+
+// LeaseAcrossStores is testLeaseOperationConcurrent with two workers on each
+// of stores, which the driver opens separately on one empty database, as
+// separate processes would: each operation still goes to exactly one
+// worker.
+func LeaseAcrossStores(t *testing.T, stores ...keyhold.Store) {
+	t.Helper()
+	mustEnv(t, stores[0], "env-a")
+	var workers []keyhold.Store
+	for _, s := range stores {
+		workers = append(workers, s, s)
+	}
+	leaseConcurrently(t, workers)
+}
+
+// leaseConcurrently creates 40 operations of env-a through the first store
+// and has one worker per store in workers lease them until none is left.
+func leaseConcurrently(t *testing.T, workers []keyhold.Store) {
+	t.Helper()
+	ctx := context.Background()
 	const n = 40
 	for i := range n {
-		must(t, s.CreateOperation(ctx, operation(fmt.Sprintf("op-%02d", i), "env-a", t0.Add(time.Duration(i)*time.Second))))
+		must(t, workers[0].CreateOperation(ctx, operation(fmt.Sprintf("op-%02d", i), "env-a", t0.Add(time.Duration(i)*time.Second))))
 	}
 	now := t0.Add(time.Hour)
 	var (
 		mu     sync.Mutex
 		leased = map[string][]string{}
 		wg     sync.WaitGroup
-		errs   = make(chan error, 4)
+		errs   = make(chan error, len(workers))
 	)
-	for w := range 4 {
+	for w, s := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -366,7 +387,7 @@ func testLeaseOperationConcurrent(t *testing.T, s keyhold.Store) {
 		t.Errorf("%d operations leased, want %d", len(ids), n)
 	}
 	for _, id := range ids {
-		op, err := s.GetOperation(ctx, id)
+		op, err := workers[0].GetOperation(ctx, id)
 		must(t, err)
 		if op.LeaseOwner != leased[id][0] {
 			t.Errorf("%s: stored owner %q, leased to %q", id, op.LeaseOwner, leased[id][0])
