@@ -563,3 +563,53 @@ func testResealRowConcurrent(t *testing.T, s keyhold.Store) {
 		}
 	}
 }
+
+// testResealRowsLarge reseals a batch larger than any driver's chunk, with
+// rows a writer changed scattered through it: exactly the others move.
+func testResealRowsLarge(t *testing.T, s keyhold.Store) {
+	ctx := context.Background()
+	mustTables(t, s, "env-a", "account")
+	const n = 1201
+	must(t, s.InTx(ctx, func(tx keyhold.Store) error {
+		for i := range n {
+			if err := tx.PutRow(ctx, sealedRow("env-a", "account", fmt.Sprintf("r%04d", i), 1, "old"), -1); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	page, err := s.ListRowsBelowGeneration(ctx, "env-a", 2, "", "", 0)
+	must(t, err)
+	if len(page) != n {
+		t.Fatalf("listed %d rows, want %d", len(page), n)
+	}
+	written := 0
+	for i := 0; i < n; i += 97 {
+		must(t, s.PutRow(ctx, sealedRow("env-a", "account", fmt.Sprintf("r%04d", i), 2, "new"), 0))
+		written++
+	}
+	for _, r := range page {
+		r.Generation, r.Sealed = 2, []byte("resealed")
+	}
+	got, err := s.ResealRows(ctx, page)
+	must(t, err)
+	if got != n-written {
+		t.Errorf("ResealRows: %d replaced, want %d", got, n-written)
+	}
+	all, err := s.ListRows(ctx, "env-a", "account", "", 0)
+	must(t, err)
+	for i, r := range all {
+		want := "resealed"
+		if i%97 == 0 {
+			want = "new"
+		}
+		if c := content(r); c != want || r.Generation != 2 {
+			t.Errorf("%s: %q under %d, want %q under 2", r.ID, c, r.Generation, want)
+		}
+	}
+	total, below, err := s.CountRows(ctx, "env-a", 2)
+	must(t, err)
+	if total != n || below != 0 {
+		t.Errorf("CountRows(2): %d, %d; want %d, 0", total, below, n)
+	}
+}

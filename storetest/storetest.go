@@ -68,6 +68,7 @@ func Run(t *testing.T, open func(t *testing.T) keyhold.Store) {
 		{"ListRows", testListRows},
 		{"RowsBelowGeneration", testRowsBelowGeneration},
 		{"ResealRow", testResealRow},
+		{"ResealRowsLarge", testResealRowsLarge},
 		{"PutRowConcurrent", testPutRowConcurrent},
 		{"ResealRowConcurrent", testResealRowConcurrent},
 		{"Files", testFiles},
