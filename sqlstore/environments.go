@@ -75,7 +75,7 @@ func (s *Store) CreateEnvironment(ctx context.Context, e *keyhold.Environment) e
 
 // GetEnvironment returns the environment with id, or ENotFound.
 func (s *Store) GetEnvironment(ctx context.Context, id string) (*keyhold.Environment, error) {
-	e, err := scanEnvironment(s.hotQueryRow(ctx, `SELECT `+environmentCols+` FROM environments WHERE id = ?`, id))
+	e, err := scanEnvironment(s.queryRow(ctx, `SELECT `+environmentCols+` FROM environments WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("environment %q", id)
 	}

@@ -323,7 +323,7 @@ func scanSegment(r interface{ Scan(...any) error }) (*keyhold.FileSegment, error
 
 // GetFileSegment returns segment index of an upload, or ENotFound.
 func (s *Store) GetFileSegment(ctx context.Context, uploadID string, index int64) (*keyhold.FileSegment, error) {
-	seg, err := scanSegment(s.hotQueryRow(ctx, `SELECT `+segmentCols+` FROM env_file_segments
+	seg, err := scanSegment(s.queryRow(ctx, `SELECT `+segmentCols+` FROM env_file_segments
 		WHERE upload_id = ? AND seg_index = ?`, uploadID, index))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("segment %d of upload %q", index, uploadID)

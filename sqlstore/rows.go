@@ -193,12 +193,12 @@ func (s *Store) PutRow(ctx context.Context, r *keyhold.SealedRow, ifVersion int6
 	var row *sql.Row
 	switch {
 	case ifVersion > 0:
-		row = s.hotQueryRow(ctx, updateRowAt, r.Generation, r.Sealed, ts[1], r.EnvironmentID, tk, r.ID, ifVersion)
+		row = s.queryRow(ctx, updateRowAt, r.Generation, r.Sealed, ts[1], r.EnvironmentID, tk, r.ID, ifVersion)
 	case ifVersion == 0:
-		row = s.hotQueryRow(ctx, replaceRow, r.EnvironmentID, tk, r.ID, r.Generation, r.Sealed, ts[0], ts[1],
+		row = s.queryRow(ctx, replaceRow, r.EnvironmentID, tk, r.ID, r.Generation, r.Sealed, ts[0], ts[1],
 			r.EnvironmentID, tk)
 	default:
-		row = s.hotQueryRow(ctx, createRow, r.EnvironmentID, tk, r.ID, r.Generation, r.Sealed, ts[0], ts[1],
+		row = s.queryRow(ctx, createRow, r.EnvironmentID, tk, r.ID, r.Generation, r.Sealed, ts[0], ts[1],
 			r.EnvironmentID, tk)
 	}
 	var version int64
@@ -239,7 +239,7 @@ func (s *Store) rowWriteFailed(ctx context.Context, environmentID, tk, table, id
 
 // GetRow returns a row, or ENotFound.
 func (s *Store) GetRow(ctx context.Context, environmentID, table, id string) (*keyhold.SealedRow, error) {
-	r, err := scanRow(s.hotQueryRow(ctx, getRow, environmentID, key(table), id))
+	r, err := scanRow(s.queryRow(ctx, getRow, environmentID, key(table), id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("row %q", id)
 	}
@@ -266,7 +266,7 @@ func (s *Store) DeleteRow(ctx context.Context, environmentID, table, id string, 
 	}
 	// The row's files go with it by the foreign keys' cascade, in this one
 	// statement.
-	n, err := s.hotExecN(ctx, q, args...)
+	n, err := s.execN(ctx, q, args...)
 	if err != nil {
 		return err
 	}
@@ -339,7 +339,7 @@ func (s *Store) ResealRow(ctx context.Context, r *keyhold.SealedRow) (bool, erro
 	if err != nil {
 		return false, err
 	}
-	n, err := s.hotExecN(ctx, resealRow, args...)
+	n, err := s.execN(ctx, resealRow, args...)
 	return n > 0, err
 }
 

@@ -50,10 +50,10 @@ type Dialect struct {
 	// each pass over the rows others are claiming. Engines that serialise
 	// writers (SQLite) leave it empty: the one UPDATE is atomic there.
 	SkipLocked string
-	// PrepareHot makes the store prepare its hot statements (row reads and
-	// writes, the environment lookup) once and reuse them outside
-	// transactions. Drivers whose engine prepares cheaply, or that cache
-	// statements themselves (pgx does), leave it off.
+	// PrepareHot makes the store prepare each statement once and reuse it
+	// outside transactions: on SQLite, parsing a query costs as much as
+	// running it, on every request's principal, vault, key and row lookup.
+	// Drivers that cache statements themselves (pgx does) leave it off.
 	PrepareHot bool
 	// BatchBlobType, when set, makes batch updates (ResealRows) one
 	// UPDATE ... FROM (VALUES ...) statement per chunk of rows, with each
@@ -222,7 +222,13 @@ func (s *Store) q() querier {
 }
 
 func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	res, err := s.q().ExecContext(ctx, s.d.Rebind(query), args...)
+	var res sql.Result
+	var err error
+	if st := s.hot(ctx, query); st != nil {
+		res, err = st.ExecContext(ctx, args...)
+	} else {
+		res, err = s.q().ExecContext(ctx, s.d.Rebind(query), args...)
+	}
 	if err != nil {
 		return nil, s.wrap(err)
 	}
@@ -242,20 +248,33 @@ func (s *Store) execN(ctx context.Context, query string, args ...any) (int64, er
 	return n, nil
 }
 
+// query runs a query, through a prepared statement outside transactions
+// where the dialect wants them (see hot): every query string the store
+// builds is one of a small, fixed set, so the cache stays small.
 func (s *Store) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	rows, err := s.q().QueryContext(ctx, s.d.Rebind(query), args...)
+	var rows *sql.Rows
+	var err error
+	if st := s.hot(ctx, query); st != nil {
+		rows, err = st.QueryContext(ctx, args...)
+	} else {
+		rows, err = s.q().QueryContext(ctx, s.d.Rebind(query), args...)
+	}
 	if err != nil {
 		return nil, s.wrap(err)
 	}
 	return rows, nil
 }
 
+// queryRow is query for one row.
 func (s *Store) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := s.hot(ctx, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
 	return s.q().QueryRowContext(ctx, s.d.Rebind(query), args...)
 }
 
-// hot returns the prepared statement for a hot query when the dialect asks
-// for them and s is not in a transaction (where a statement prepared on the
+// hot returns the prepared statement for query when the dialect asks for
+// them and s is not in a transaction (where a statement prepared on the
 // database would have to be prepared again on the transaction's
 // connection), or nil to run the query as usual. A statement that fails to
 // prepare is run as usual too, which reports the error.
@@ -268,31 +287,6 @@ func (s *Store) hot(ctx context.Context, query string) *sql.Stmt {
 		return nil
 	}
 	return st
-}
-
-// hotQueryRow is queryRow through a prepared statement (see hot).
-func (s *Store) hotQueryRow(ctx context.Context, query string, args ...any) *sql.Row {
-	if st := s.hot(ctx, query); st != nil {
-		return st.QueryRowContext(ctx, args...)
-	}
-	return s.queryRow(ctx, query, args...)
-}
-
-// hotExecN is execN through a prepared statement (see hot).
-func (s *Store) hotExecN(ctx context.Context, query string, args ...any) (int64, error) {
-	st := s.hot(ctx, query)
-	if st == nil {
-		return s.execN(ctx, query, args...)
-	}
-	res, err := st.ExecContext(ctx, args...)
-	if err != nil {
-		return 0, s.wrap(err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, keyhold.Internal("sqlstore", err)
-	}
-	return n, nil
 }
 
 // wrap turns a driver error into a *keyhold.Error that never carries SQL text
