@@ -25,8 +25,6 @@ import (
 	"github.com/keyhold/keyhold/identity"
 )
 
-func roleTemplate(name string) string { return keyhold.DirectoryRoles[name] }
-
 const readerRoleID = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
 
 // TestFoundationWalk is the foundation's acceptance walk with the real SDK
@@ -35,10 +33,10 @@ const readerRoleID = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
 func TestFoundationWalk(t *testing.T) {
 	e := start(t, "")
 	ctx := context.Background()
-	sub := e.boot.SubscriptionID
-	owner := e.servicePrincipal()
+	sub := e.Boot.SubscriptionID
+	owner := e.ServicePrincipal()
 
-	groups, err := armresources.NewResourceGroupsClient(sub, owner, e.armOptions())
+	groups, err := armresources.NewResourceGroupsClient(sub, owner, e.ARMOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +49,7 @@ func TestFoundationWalk(t *testing.T) {
 	}
 
 	// Register the resource provider and wait until it is registered.
-	providers, err := armresources.NewProvidersClient(sub, owner, e.armOptions())
+	providers, err := armresources.NewProvidersClient(sub, owner, e.ARMOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +66,7 @@ func TestFoundationWalk(t *testing.T) {
 	})
 
 	// Register the preview feature through the seed's exact URL path.
-	pl, err := arm.NewClient("keyhold-e2e", "v0.0.1", owner, e.armOptions())
+	pl, err := arm.NewClient("keyhold-e2e", "v0.0.1", owner, e.ARMOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,8 +88,8 @@ func TestFoundationWalk(t *testing.T) {
 
 	// A Power Platform administrator gets Reader on the group.
 	const ppPassword = "Pp-admin-password-42!"
-	ppID, ppUPN := e.createUser("ppadmin", ppPassword, keyhold.RolePowerPlatformAdministrator)
-	assignments, err := armauthorization.NewRoleAssignmentsClient(sub, owner, e.armOptions())
+	ppID, ppUPN := e.CreateUser("ppadmin", ppPassword, keyhold.RolePowerPlatformAdministrator)
+	assignments, err := armauthorization.NewRoleAssignmentsClient(sub, owner, e.ARMOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,8 +109,8 @@ func TestFoundationWalk(t *testing.T) {
 	}
 
 	// The administrator reads the group and is refused when writing to it.
-	pp := e.user(ppUPN, ppPassword)
-	ppGroups, err := armresources.NewResourceGroupsClient(sub, pp, e.armOptions())
+	pp := e.User(ppUPN, ppPassword)
+	ppGroups, err := armresources.NewResourceGroupsClient(sub, pp, e.ARMOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,16 +126,16 @@ func TestFoundationWalk(t *testing.T) {
 	}
 
 	// Restart: tenants, principals, groups, assignments and the audit chain survive.
-	e.stop()
-	e2 := start(t, e.dir)
-	if e2.boot.TenantID != e.boot.TenantID || e2.boot.SubscriptionID != sub {
+	e.Stop()
+	e2 := start(t, e.Dir)
+	if e2.Boot.TenantID != e.Boot.TenantID || e2.Boot.SubscriptionID != sub {
 		t.Fatal("restart changed the tenant or subscription")
 	}
-	ppGroups2, _ := armresources.NewResourceGroupsClient(sub, e2.user(ppUPN, ppPassword), e2.armOptions())
+	ppGroups2, _ := armresources.NewResourceGroupsClient(sub, e2.User(ppUPN, ppPassword), e2.ARMOptions())
 	if _, err := ppGroups2.Get(ctx, "rg-contoso-cmk", nil); err != nil {
 		t.Fatalf("after restart the Reader cannot read the group: %v", err)
 	}
-	assignments2, _ := armauthorization.NewRoleAssignmentsClient(sub, e2.servicePrincipal(), e2.armOptions())
+	assignments2, _ := armauthorization.NewRoleAssignmentsClient(sub, e2.ServicePrincipal(), e2.ARMOptions())
 	found := false
 	pager := assignments2.NewListForScopePager(scope, &armauthorization.RoleAssignmentsClientListForScopeOptions{Filter: to.Ptr("atScope()")})
 	for pager.More() {
@@ -152,18 +150,18 @@ func TestFoundationWalk(t *testing.T) {
 	if !found {
 		t.Fatal("after restart the Reader assignment is gone")
 	}
-	ga := e2.token(e2.user(e2.boot.AdminUsername, e2.boot.AdminPassword), identity.AudienceManagement)
+	ga := e2.Token(e2.User(e2.Boot.AdminUsername, e2.Boot.AdminPassword), identity.AudienceManagement)
 	var verify struct {
 		Verified bool  `json:"verified"`
 		Records  int64 `json:"records"`
 	}
-	if resp, b := e2.do("GET", "/keyhold/v1/audit/verify", ga, nil, &verify); resp.StatusCode != 200 || !verify.Verified || verify.Records < 5 {
+	if resp, b := e2.Do("GET", "/keyhold/v1/audit/verify", ga, nil, &verify); resp.StatusCode != 200 || !verify.Verified || verify.Records < 5 {
 		t.Fatalf("audit verify after restart: %d %s", resp.StatusCode, b)
 	}
 	var records struct {
 		Value []keyhold.AuditRecord `json:"value"`
 	}
-	e2.do("GET", "/keyhold/v1/audit?principalId="+ppID, ga, nil, &records)
+	e2.Do("GET", "/keyhold/v1/audit?principalId="+ppID, ga, nil, &records)
 	refused := 0
 	for _, r := range records.Value {
 		if r.Status == http.StatusForbidden && r.Action == "Microsoft.Resources/subscriptions/resourceGroups/write" {
@@ -175,8 +173,8 @@ func TestFoundationWalk(t *testing.T) {
 	}
 
 	// No secret reached a log line.
-	for _, logs := range []string{e.logs.String(), e2.logs.String()} {
-		for _, secret := range []string{e.boot.AdminPassword, e.boot.ClientSecret, ppPassword} {
+	for _, logs := range []string{e.Logs.String(), e2.Logs.String()} {
+		for _, secret := range []string{e.Boot.AdminPassword, e.Boot.ClientSecret, ppPassword} {
 			if strings.Contains(logs, secret) {
 				t.Fatal("a secret appears in the server log")
 			}
@@ -189,19 +187,19 @@ func TestFoundationWalk(t *testing.T) {
 // every authenticated surface, and expects 401 each time.
 func TestEveryRouteRefusesBadTokens(t *testing.T) {
 	e := start(t, "")
-	sub := e.boot.SubscriptionID
-	sp := e.servicePrincipal()
-	mgmt := e.token(sp, identity.AudienceManagement)
-	graph := e.token(sp, identity.AudienceGraph)
+	sub := e.Boot.SubscriptionID
+	sp := e.ServicePrincipal()
+	mgmt := e.Token(sp, identity.AudienceManagement)
+	graph := e.Token(sp, identity.AudienceGraph)
 
 	// An expired token: issued by the server itself, two hours in the past.
-	p, err := e.srv.Identity().Principal(context.Background(), e.boot.TenantID, e.srv.Bootstrap().ServicePrincipalID)
+	p, err := e.Server.Identity().Principal(context.Background(), e.Boot.TenantID, e.Server.Bootstrap().ServicePrincipalID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.clock.Shift(-2 * time.Hour)
-	expired, _, err := e.srv.Identity().IssueToken(context.Background(), p, identity.AudienceManagement)
-	e.clock.Reset()
+	e.Clock.Shift(-2 * time.Hour)
+	expired, _, err := e.Server.Identity().IssueToken(context.Background(), p, identity.AudienceManagement)
+	e.Clock.Reset()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +235,7 @@ func TestEveryRouteRefusesBadTokens(t *testing.T) {
 			if rt.method != "GET" {
 				body = map[string]any{"location": "westus"}
 			}
-			resp, b := e.do(rt.method, rt.path, tok, body, nil)
+			resp, b := e.Do(rt.method, rt.path, tok, body, nil)
 			if resp.StatusCode != http.StatusUnauthorized {
 				t.Errorf("%s %s with %s: status %d, want 401: %s", rt.method, rt.path, name, resp.StatusCode, b)
 				continue
@@ -261,13 +259,13 @@ func TestEveryRouteRefusesBadTokens(t *testing.T) {
 		if rt.method != "GET" {
 			body = map[string]any{"location": "westus"}
 		}
-		if resp, b := e.do(rt.method, rt.path, tok, body, nil); resp.StatusCode == http.StatusUnauthorized {
+		if resp, b := e.Do(rt.method, rt.path, tok, body, nil); resp.StatusCode == http.StatusUnauthorized {
 			t.Errorf("%s %s with a good token: 401: %s", rt.method, rt.path, b)
 		}
 	}
 
 	// A wrong client secret gets invalid_client.
-	_, err = e.secretCredential(e.boot.ClientID, "wrong-secret").GetToken(context.Background(),
+	_, err = e.SecretCredential(e.Boot.ClientID, "wrong-secret").GetToken(context.Background(),
 		policy.TokenRequestOptions{Scopes: []string{identity.AudienceManagement + "/.default"}})
 	if err == nil || !strings.Contains(err.Error(), "invalid_client") {
 		t.Fatalf("wrong client secret: %v, want invalid_client", err)

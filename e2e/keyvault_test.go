@@ -26,15 +26,15 @@ const cryptoServiceEncryptionUser = "e147488a-f6f5-4113-8e2d-b22465e65bf6"
 func TestVaultAccessChangesOnTheNextRequest(t *testing.T) {
 	e := start(t, "")
 	ctx := context.Background()
-	sub, tenant := e.boot.SubscriptionID, e.boot.TenantID
-	owner := e.servicePrincipal()
-	opts := e.armOptions()
+	sub, tenant := e.Boot.SubscriptionID, e.Boot.TenantID
+	owner := e.ServicePrincipal()
+	opts := e.ARMOptions()
 	groups, _ := armresources.NewResourceGroupsClient(sub, owner, opts)
 	if _, err := groups.CreateOrUpdate(ctx, "rg-kv", armresources.ResourceGroup{Location: to.Ptr("westus")}, nil); err != nil {
 		t.Fatal(err)
 	}
 	vaults, _ := armkeyvault.NewVaultsClient(sub, owner, opts)
-	ownerOID := e.srv.Bootstrap().ServicePrincipalID
+	ownerOID := e.Server.Bootstrap().ServicePrincipalID
 	createVault := func(name string, rbac bool) *armkeyvault.Vault {
 		t.Helper()
 		p, err := vaults.BeginCreateOrUpdate(ctx, "rg-kv", name, armkeyvault.VaultCreateOrUpdateParameters{
@@ -55,7 +55,7 @@ func TestVaultAccessChangesOnTheNextRequest(t *testing.T) {
 		}
 		return &v.Vault
 	}
-	appOID, app := e.createServicePrincipal("payments-app")
+	appOID, app := e.CreateServicePrincipal("payments-app")
 	digest := sha256.Sum256([]byte("hello"))
 	wrapParams := azkeys.KeyOperationParameters{Algorithm: to.Ptr(azkeys.EncryptionAlgorithmRSAOAEP256), Value: make([]byte, 32)}
 

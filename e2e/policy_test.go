@@ -24,12 +24,12 @@ import (
 
 // vaultClient returns an azkeys client for a vault of this server.
 func (e *env) vaultClient(name string, cred azcore.TokenCredential) *azkeys.Client {
-	e.t.Helper()
-	c, err := azkeys.NewClient(strings.Replace(e.boot.VaultURLTemplate, "{name}", name, 1), cred, &azkeys.ClientOptions{
-		ClientOptions: e.clientOptions(), DisableChallengeResourceVerification: true,
+	e.TB.Helper()
+	c, err := azkeys.NewClient(strings.Replace(e.Boot.VaultURLTemplate, "{name}", name, 1), cred, &azkeys.ClientOptions{
+		ClientOptions: e.ClientOptions(), DisableChallengeResourceVerification: true,
 	})
 	if err != nil {
-		e.t.Fatal(err)
+		e.TB.Fatal(err)
 	}
 	return c
 }
@@ -43,9 +43,9 @@ func (e *env) vaultClient(name string, cred azcore.TokenCredential) *azkeys.Clie
 func TestSeedPolicyWalk(t *testing.T) {
 	e := start(t, "")
 	ctx := context.Background()
-	sub, tenant := e.boot.SubscriptionID, e.boot.TenantID
-	owner := e.servicePrincipal()
-	opts := e.armOptions()
+	sub, tenant := e.Boot.SubscriptionID, e.Boot.TenantID
+	owner := e.ServicePrincipal()
+	opts := e.ARMOptions()
 
 	groups, _ := armresources.NewResourceGroupsClient(sub, owner, opts)
 	if _, err := groups.CreateOrUpdate(ctx, "rg-cmk", armresources.ResourceGroup{Location: to.Ptr("westus")}, nil); err != nil {
@@ -62,7 +62,7 @@ func TestSeedPolicyWalk(t *testing.T) {
 
 	// The vault, with soft delete and purge protection, and an RSA key.
 	vaults, _ := armkeyvault.NewVaultsClient(sub, owner, opts)
-	spOID := e.srv.Bootstrap().ServicePrincipalID
+	spOID := e.Server.Bootstrap().ServicePrincipalID
 	poller, err := vaults.BeginCreateOrUpdate(ctx, "rg-cmk", "kv-contoso-cmk", armkeyvault.VaultCreateOrUpdateParameters{
 		Location: to.Ptr("westus"),
 		Properties: &armkeyvault.VaultProperties{
@@ -148,7 +148,7 @@ func TestSeedPolicyWalk(t *testing.T) {
 	}
 
 	// Reader on the policy for a Power Platform administrator.
-	ppID, _ := e.createUser("ppadmin", "Pp-admin-password-42!", keyhold.RolePowerPlatformAdministrator)
+	ppID, _ := e.CreateUser("ppadmin", "Pp-admin-password-42!", keyhold.RolePowerPlatformAdministrator)
 	assignments, _ := armauthorization.NewRoleAssignmentsClient(sub, owner, opts)
 	if _, err := assignments.Create(ctx, policyID, uuid.NewString(), armauthorization.RoleAssignmentCreateParameters{
 		Properties: &armauthorization.RoleAssignmentProperties{
@@ -218,7 +218,7 @@ func TestSeedPolicyWalk(t *testing.T) {
 	waitHealth("Healthy")
 
 	// The Power Platform administrator may read the policy and nothing more.
-	pp := e.user("ppadmin@"+e.boot.AdminUsername[strings.IndexByte(e.boot.AdminUsername, '@')+1:], "Pp-admin-password-42!")
+	pp := e.User("ppadmin@"+e.Boot.AdminUsername[strings.IndexByte(e.Boot.AdminUsername, '@')+1:], "Pp-admin-password-42!")
 	ppGeneric, _ := armresources.NewClient(sub, pp, opts)
 	if _, err := ppGeneric.GetByID(ctx, policyID, "2020-10-30", nil); err != nil {
 		t.Fatalf("Reader cannot read the policy: %v", err)
