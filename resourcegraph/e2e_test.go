@@ -2,126 +2,63 @@ package resourcegraph_test
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"io"
-	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	azarm "github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
-	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/authorization/armauthorization/v2"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/keyvault/armkeyvault"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resourcegraph/armresourcegraph"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resources/armresources"
 
 	"github.com/keyhold/keyhold"
-	"github.com/keyhold/keyhold/server"
+	"github.com/keyhold/keyhold/internal/testenv"
 )
 
 const readerRoleID = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
 
 // e2e is a started server and what the real clients need to reach it.
-type e2e struct {
-	t    *testing.T
-	srv  *server.Server
-	boot server.BootstrapFileContents
-	http *http.Client
-}
+type e2e struct{ *testenv.Env }
 
+// startServer starts a server whose SDK clients do not retry, so that a
+// refusal is seen as the first answer.
 func startServer(t *testing.T) *e2e {
 	t.Helper()
-	srv, err := server.Start(context.Background(), server.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), RegistrationDelay: time.Millisecond}, nil)
-	if err != nil {
-		t.Fatalf("server.Start: %v", err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	e := &e2e{t: t, srv: srv}
-	b, err := os.ReadFile(srv.BootstrapFile())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &e.boot); err != nil {
-		t.Fatal(err)
-	}
-	pem, err := os.ReadFile(e.boot.CACertFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		t.Fatal("the CA file holds no certificate")
-	}
-	e.http = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 30 * time.Second}
-	return e
-}
-
-func (e *e2e) clientOptions() azcore.ClientOptions {
-	return azcore.ClientOptions{
-		Transport: e.http,
-		Retry:     policy.RetryOptions{MaxRetries: -1},
-		Cloud: cloud.Configuration{
-			ActiveDirectoryAuthorityHost: e.boot.AuthorityHost,
-			Services: map[cloud.ServiceName]cloud.ServiceConfiguration{
-				cloud.ResourceManager: {Endpoint: e.boot.ResourceManagerEndpoint, Audience: e.boot.ResourceManagerAudience},
-			},
-		},
-	}
-}
-
-func (e *e2e) armOptions() *azarm.ClientOptions {
-	return &azarm.ClientOptions{ClientOptions: e.clientOptions()}
+	return &e2e{testenv.Start(t, testenv.WithRetry(policy.RetryOptions{MaxRetries: -1}))}
 }
 
 // owner is the bootstrap service principal, Owner of the subscription.
-func (e *e2e) owner() azcore.TokenCredential {
-	e.t.Helper()
-	cred, err := azidentity.NewClientSecretCredential(e.boot.TenantID, e.boot.ClientID, e.boot.ClientSecret,
-		&azidentity.ClientSecretCredentialOptions{ClientOptions: e.clientOptions(), DisableInstanceDiscovery: true})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return cred
-}
+func (e *e2e) owner() azcore.TokenCredential { return e.ServicePrincipal() }
 
-// newUser creates a user with no roles and returns its object id and a
-// password credential for it.
+// newUser creates a user with no roles through the identity service and
+// returns its object id and a password credential for it.
 func (e *e2e) newUser(name string) (string, azcore.TokenCredential) {
-	e.t.Helper()
+	e.TB.Helper()
 	ctx := context.Background()
-	tenant, err := e.srv.Store().GetTenant(ctx, e.boot.TenantID)
+	tenant, err := e.Server.Store().GetTenant(ctx, e.Boot.TenantID)
 	if err != nil {
-		e.t.Fatal(err)
+		e.TB.Fatal(err)
 	}
 	upn := name + "@" + tenant.DefaultDomain
 	const pw = "Graph-test-pw-1234!"
-	p, err := e.srv.Identity().CreateUser(ctx, e.boot.TenantID, upn, name, keyhold.NewSecret([]byte(pw)), nil)
+	p, err := e.Server.Identity().CreateUser(ctx, e.Boot.TenantID, upn, name, keyhold.NewSecret([]byte(pw)), nil)
 	if err != nil {
-		e.t.Fatalf("CreateUser: %v", err)
+		e.TB.Fatalf("CreateUser: %v", err)
 	}
-	//lint:ignore SA1019 the password grant is what the seed's admins use.
-	cred, err := azidentity.NewUsernamePasswordCredential(e.boot.TenantID, "04b07795-8ddb-461a-bbee-02f9e1bf7b46", upn, pw,
-		&azidentity.UsernamePasswordCredentialOptions{ClientOptions: e.clientOptions(), DisableInstanceDiscovery: true})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return p.ID, cred
+	return p.ID, e.User(upn, pw)
 }
 
 func (e *e2e) graph(cred azcore.TokenCredential) *armresourcegraph.Client {
-	e.t.Helper()
-	c, err := armresourcegraph.NewClient(cred, e.armOptions())
+	e.TB.Helper()
+	c, err := armresourcegraph.NewClient(cred, e.ARMOptions())
 	if err != nil {
-		e.t.Fatal(err)
+		e.TB.Fatal(err)
 	}
 	return c
 }
@@ -160,14 +97,14 @@ func names(rows []map[string]any) string {
 func TestRealClients(t *testing.T) {
 	e := startServer(t)
 	ctx := context.Background()
-	sub := e.boot.SubscriptionID
+	sub := e.Boot.SubscriptionID
 	owner := e.owner()
 
-	groups, err := armresources.NewResourceGroupsClient(sub, owner, e.armOptions())
+	groups, err := armresources.NewResourceGroupsClient(sub, owner, e.ARMOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
-	vaults, err := armkeyvault.NewVaultsClient(sub, owner, e.armOptions())
+	vaults, err := armkeyvault.NewVaultsClient(sub, owner, e.ARMOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +116,7 @@ func TestRealClients(t *testing.T) {
 			Location: to.Ptr("westus"),
 			Tags:     map[string]*string{"group": to.Ptr(g.group)},
 			Properties: &armkeyvault.VaultProperties{
-				TenantID:              to.Ptr(e.boot.TenantID),
+				TenantID:              to.Ptr(e.Boot.TenantID),
 				SKU:                   &armkeyvault.SKU{Family: to.Ptr(armkeyvault.SKUFamilyA), Name: to.Ptr(armkeyvault.SKUNameStandard)},
 				EnableSoftDelete:      to.Ptr(true),
 				EnablePurgeProtection: to.Ptr(true),
@@ -282,7 +219,7 @@ func TestRealClients(t *testing.T) {
 
 	// A user with Reader on rg-a sees only rg-a and what is in it.
 	userID, userCred := e.newUser("graph-reader")
-	assignments, err := armauthorization.NewRoleAssignmentsClient(sub, owner, e.armOptions())
+	assignments, err := armauthorization.NewRoleAssignmentsClient(sub, owner, e.ARMOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,7 +257,7 @@ func TestRealClients(t *testing.T) {
 	// The enterprise policy type is registered by the server: its managed
 	// identity is found through the graph, as Terraform finds it.
 	t.Run("policy identity", func(t *testing.T) {
-		providers, err := armresources.NewProvidersClient(sub, owner, e.armOptions())
+		providers, err := armresources.NewProvidersClient(sub, owner, e.ARMOptions())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -340,7 +277,7 @@ func TestRealClients(t *testing.T) {
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-		resources, err := armresources.NewClient(sub, owner, e.armOptions())
+		resources, err := armresources.NewClient(sub, owner, e.ARMOptions())
 		if err != nil {
 			t.Fatal(err)
 		}
