@@ -2,8 +2,6 @@ package deploy_test
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,100 +14,59 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	azarm "github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
-	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resources/armresources"
 
 	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/internal/testenv"
 	"github.com/keyhold/keyhold/rbac"
-	"github.com/keyhold/keyhold/server"
 )
 
 // e2e is a real server over TLS and what the Azure SDK needs to reach it.
 type e2e struct {
-	t     *testing.T
-	srv   *server.Server
-	boot  server.BootstrapFileContents
-	copts azcore.ClientOptions
-	cred  azcore.TokenCredential
-	sub   string
+	*testenv.Env
+	cred azcore.TokenCredential // the bootstrap service principal's
+	sub  string
 }
 
 func startServer(t *testing.T) *e2e {
 	t.Helper()
-	srv, err := server.Start(context.Background(), server.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), RegistrationDelay: time.Millisecond}, nil)
-	if err != nil {
-		t.Fatalf("server.Start: %v", err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	e := &e2e{t: t, srv: srv}
-	raw, err := os.ReadFile(srv.BootstrapFile())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(raw, &e.boot); err != nil {
-		t.Fatal(err)
-	}
-	pem, err := os.ReadFile(e.boot.CACertFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		t.Fatal("the CA file holds no certificate")
-	}
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 30 * time.Second}
-	e.copts = azcore.ClientOptions{Transport: hc, Cloud: cloud.Configuration{
-		ActiveDirectoryAuthorityHost: e.boot.AuthorityHost,
-		Services: map[cloud.ServiceName]cloud.ServiceConfiguration{
-			cloud.ResourceManager: {Endpoint: e.boot.ResourceManagerEndpoint, Audience: e.boot.ResourceManagerAudience},
-		},
-	}}
-	e.cred, err = azidentity.NewClientSecretCredential(e.boot.TenantID, e.boot.ClientID, e.boot.ClientSecret,
-		&azidentity.ClientSecretCredentialOptions{ClientOptions: e.copts, DisableInstanceDiscovery: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.sub = e.boot.SubscriptionID
+	e := &e2e{Env: testenv.Start(t)}
+	e.cred = e.ServicePrincipal()
+	e.sub = e.Boot.SubscriptionID
 	return e
 }
 
-func (e *e2e) opts() *azarm.ClientOptions { return &azarm.ClientOptions{ClientOptions: e.copts} }
+func (e *e2e) opts() *azarm.ClientOptions { return e.ARMOptions() }
 
 func (e *e2e) deployments(cred azcore.TokenCredential) *armresources.DeploymentsClient {
 	c, err := armresources.NewDeploymentsClient(e.sub, cred, e.opts())
 	if err != nil {
-		e.t.Fatal(err)
+		e.TB.Fatal(err)
 	}
 	return c
 }
 
 // user creates a user holding role on scope and returns its credential.
 func (e *e2e) user(name, role, scope string, dirRoles ...string) (*keyhold.Principal, azcore.TokenCredential) {
-	e.t.Helper()
+	e.TB.Helper()
 	ctx := context.Background()
-	domain := e.boot.AdminUsername[strings.Index(e.boot.AdminUsername, "@")+1:]
+	domain := e.Domain()
 	pw := "Correct-Horse-9-Battery!"
-	p, err := e.srv.Identity().CreateUser(ctx, e.boot.TenantID, name+"@"+domain, name, keyhold.NewSecret([]byte(pw)), dirRoles)
+	p, err := e.Server.Identity().CreateUser(ctx, e.Boot.TenantID, name+"@"+domain, name, keyhold.NewSecret([]byte(pw)), dirRoles)
 	if err != nil {
-		e.t.Fatal(err)
+		e.TB.Fatal(err)
 	}
 	if role != "" {
 		def, _ := rbac.RoleByName(role)
 		now := time.Now().UTC()
-		if err := e.srv.Store().CreateRoleAssignment(ctx, &keyhold.RoleAssignment{Name: newGUID(name), TenantID: e.boot.TenantID, Scope: scope,
+		if err := e.Server.Store().CreateRoleAssignment(ctx, &keyhold.RoleAssignment{Name: newGUID(name), TenantID: e.Boot.TenantID, Scope: scope,
 			RoleDefinitionID: def.ID, PrincipalID: p.ID, PrincipalType: keyhold.PrincipalUser, CreatedAt: now, UpdatedAt: now}); err != nil {
-			e.t.Fatal(err)
+			e.TB.Fatal(err)
 		}
 	}
-	cred, err := azidentity.NewUsernamePasswordCredential(e.boot.TenantID, "04b07795-8ddb-461a-bbee-02f9e1bf7b46", name+"@"+domain, pw, //nolint:staticcheck
-		&azidentity.UsernamePasswordCredentialOptions{ClientOptions: e.copts, DisableInstanceDiscovery: true})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return p, cred
+	return p, e.User(name+"@"+domain, pw)
 }
 
 // newGUID is a fixed GUID per name, for role assignment names.
@@ -182,7 +139,7 @@ func TestSeedTemplateThroughArmresources(t *testing.T) {
 		t.Fatal(err)
 	}
 	vp, err := generic.BeginCreateOrUpdateByID(ctx, vaultID, "2023-07-01", armresources.GenericResource{Location: to.Ptr("westus"), Properties: map[string]any{
-		"tenantId": e.boot.TenantID, "sku": map[string]any{"family": "A", "name": "standard"}, "accessPolicies": []any{},
+		"tenantId": e.Boot.TenantID, "sku": map[string]any{"family": "A", "name": "standard"}, "accessPolicies": []any{},
 		"enableSoftDelete": true, "enablePurgeProtection": true,
 	}}, nil)
 	if err != nil {
@@ -192,7 +149,7 @@ func TestSeedTemplateThroughArmresources(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now().UTC()
-	if err := e.srv.Store().CreateKeyVersion(ctx, &keyhold.KeyVersion{VaultName: "kv-contoso-cmk", Name: "cmk", Version: "0123456789abcdef0123456789abcdef",
+	if err := e.Server.Store().CreateKeyVersion(ctx, &keyhold.KeyVersion{VaultName: "kv-contoso-cmk", Name: "cmk", Version: "0123456789abcdef0123456789abcdef",
 		Kty: "RSA", KeySize: 2048, KeyOps: []string{"wrapKey", "unwrapKey"}, PublicJWK: json.RawMessage(`{}`), Enabled: true, CreatedAt: now, UpdatedAt: now}); err != nil {
 		t.Fatal(err)
 	}
@@ -301,19 +258,19 @@ func TestSeedTemplateThroughArmresources(t *testing.T) {
 	if len(aps) != 1 || aps[0].(map[string]any)["objectId"] != principal {
 		t.Errorf("vault access policies = %v", aps)
 	}
-	as, err := e.srv.Store().ListRoleAssignments(ctx, keyhold.RoleAssignmentFilter{PrincipalID: admin.ID})
+	as, err := e.Server.Store().ListRoleAssignments(ctx, keyhold.RoleAssignmentFilter{PrincipalID: admin.ID})
 	if err != nil || len(as) != 1 || !strings.EqualFold(as[0].Scope, policyID) || as[0].RoleDefinitionID != reader.ID {
 		t.Errorf("admin's role assignments = %v, %v", as, err)
 	}
 
 	// Each applied resource is in the audit log, as the deploying caller.
-	recs, err := e.srv.Store().ListAudit(ctx, keyhold.AuditFilter{})
+	recs, err := e.Server.Store().ListAudit(ctx, keyhold.AuditFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	audited := map[string]bool{}
 	for _, r := range recs {
-		if strings.Contains(r.Detail, "/deployments/grants") && r.PrincipalID == e.srv.Bootstrap().ServicePrincipalID && r.Result == "Succeeded" {
+		if strings.Contains(r.Detail, "/deployments/grants") && r.PrincipalID == e.Server.Bootstrap().ServicePrincipalID && r.Result == "Succeeded" {
 			audited[r.Action] = true
 		}
 	}
@@ -386,7 +343,7 @@ func TestFailedDeploymentAndReaderThroughArmresources(t *testing.T) {
 		"$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
 		"resources": []any{map[string]any{
 			"type": "Microsoft.KeyVault/vaults", "apiVersion": "2023-07-01", "name": "kv-bad", "location": "westus",
-			"properties": map[string]any{"tenantId": e.boot.TenantID, "sku": map[string]any{"family": "A", "name": "nosuchsku"}},
+			"properties": map[string]any{"tenantId": e.Boot.TenantID, "sku": map[string]any{"family": "A", "name": "nosuchsku"}},
 		}},
 	}
 	deps := e.deployments(e.cred)
