@@ -67,6 +67,8 @@ type Service struct {
 
 	mu     sync.RWMutex
 	locked map[string]string // lower-case environment id -> reason, for the data path
+
+	core core // the environment cache, roles and lock loop (core.go, lock.go); zero value ready
 }
 
 // New returns the environment service.
