@@ -2,26 +2,18 @@ package policy_test
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/json"
-	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	azarm "github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
-	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/keyvault/armkeyvault"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resources/armresources"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/client"
+	"github.com/keyhold/keyhold/internal/testenv"
 	"github.com/keyhold/keyhold/server"
 )
 
@@ -30,8 +22,7 @@ import (
 // probes are an hour apart, so that every change of health seen within a
 // test came from an event.
 type healthE2E struct {
-	srv       *server.Server
-	boot      server.BootstrapFileContents
+	*testenv.Env
 	generic   *armresources.Client
 	vaults    *armkeyvault.VaultsClient
 	keys      *azkeys.Client
@@ -49,43 +40,13 @@ const (
 func newHealthE2E(tb testing.TB) *healthE2E {
 	tb.Helper()
 	ctx := context.Background()
-	srv, err := server.Start(ctx, server.Config{Listen: "127.0.0.1:0", DataDir: tb.TempDir(), RegistrationDelay: time.Millisecond,
-		HealthInterval: time.Hour, HealthUnhealthyInterval: time.Hour}, nil)
-	if err != nil {
-		tb.Fatalf("server.Start: %v", err)
-	}
-	tb.Cleanup(func() { srv.Close() })
-	e := &healthE2E{srv: srv}
-	raw, err := os.ReadFile(srv.BootstrapFile())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := json.Unmarshal(raw, &e.boot); err != nil {
-		tb.Fatal(err)
-	}
-	pem, err := os.ReadFile(e.boot.CACertFile)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		tb.Fatal("the CA file holds no certificate")
-	}
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 30 * time.Second}
-	copts := azcore.ClientOptions{Transport: hc, Cloud: cloud.Configuration{
-		ActiveDirectoryAuthorityHost: e.boot.AuthorityHost,
-		Services: map[cloud.ServiceName]cloud.ServiceConfiguration{
-			cloud.ResourceManager: {Endpoint: e.boot.ResourceManagerEndpoint, Audience: e.boot.ResourceManagerAudience},
-		},
-	}}
-	cred, err := azidentity.NewClientSecretCredential(e.boot.TenantID, e.boot.ClientID, e.boot.ClientSecret,
-		&azidentity.ClientSecretCredentialOptions{ClientOptions: copts, DisableInstanceDiscovery: true})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	opts := &azarm.ClientOptions{ClientOptions: copts}
-	sub := e.boot.SubscriptionID
-	e.tenant = e.boot.TenantID
+	e := &healthE2E{Env: testenv.Start(tb, testenv.WithConfig(func(c *server.Config) {
+		c.HealthInterval, c.HealthUnhealthyInterval = time.Hour, time.Hour
+	}))}
+	srv := e.Server
+	cred, opts := e.ServicePrincipal(), e.ARMOptions()
+	sub := e.Boot.SubscriptionID
+	e.tenant = e.Boot.TenantID
 
 	groups, err := armresources.NewResourceGroupsClient(sub, cred, opts)
 	if err != nil {
@@ -103,7 +64,7 @@ func newHealthE2E(tb testing.TB) *healthE2E {
 
 	// The vault as the seed asks for it: soft delete and purge protection,
 	// with the deploying principal allowed to manage keys.
-	tenant := e.boot.TenantID
+	tenant := e.Boot.TenantID
 	vp, err := e.vaults.BeginCreateOrUpdate(ctx, heGroup, heVault, armkeyvault.VaultCreateOrUpdateParameters{
 		Location: to.Ptr("westus"),
 		Properties: &armkeyvault.VaultProperties{
@@ -123,14 +84,8 @@ func newHealthE2E(tb testing.TB) *healthE2E {
 
 	// The key, through the real azkeys client; its challenge names the
 	// vault audience, whose host is not the vault URL's.
-	kopts := azcore.ClientOptions{Transport: hc, Cloud: cloud.Configuration{ActiveDirectoryAuthorityHost: e.boot.AuthorityHost}}
-	kcred, err := azidentity.NewClientSecretCredential(e.boot.TenantID, e.boot.ClientID, e.boot.ClientSecret,
-		&azidentity.ClientSecretCredentialOptions{ClientOptions: kopts, DisableInstanceDiscovery: true})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	e.keys, err = azkeys.NewClient(strings.TrimSuffix(*vault.Properties.VaultURI, "/"), kcred,
-		&azkeys.ClientOptions{ClientOptions: kopts, DisableChallengeResourceVerification: true})
+	e.keys, err = azkeys.NewClient(strings.TrimSuffix(*vault.Properties.VaultURI, "/"), cred,
+		&azkeys.ClientOptions{ClientOptions: e.ClientOptions(), DisableChallengeResourceVerification: true})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -157,12 +112,12 @@ func newHealthE2E(tb testing.TB) *healthE2E {
 	e.principal = *created.Identity.PrincipalID
 
 	// Keyhold's own client, for the validation endpoint.
-	kc, err := client.New(client.Config{Server: srv.URL(), CAFile: e.boot.CACertFile})
+	kc, err := client.New(client.Config{Server: srv.URL(), CAFile: e.Boot.CACertFile})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	e.kvc = kc.WithTokens(client.NewCredentialSource(kc, tenant,
-		client.Credential{ClientID: e.boot.ClientID, ClientSecret: keyhold.NewSecret([]byte(e.boot.ClientSecret))}, time.Now))
+		client.Credential{ClientID: e.Boot.ClientID, ClientSecret: keyhold.NewSecret([]byte(e.Boot.ClientSecret))}, time.Now))
 	return e
 }
 
@@ -288,7 +243,7 @@ func TestHealthFollowsKeyAccessWithRealClients(t *testing.T) {
 			e.waitHealth(t, "Healthy")
 		})
 	}
-	if n := e.srv.Health().Checks(); n > 40 {
+	if n := e.Server.Health().Checks(); n > 40 {
 		t.Errorf("%d checks for a handful of changes: the monitor checks far more than the events ask for", n)
 	}
 }

@@ -2,28 +2,21 @@ package policy_test
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	azarm "github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
-	azpolicy "github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
-	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resources/armresources"
 
 	"github.com/keyhold/keyhold"
-	"github.com/keyhold/keyhold/server"
+	"github.com/keyhold/keyhold/internal/testenv"
 )
 
 // TestSDKGenericClient drives a real server over TLS with the real
@@ -32,40 +25,9 @@ import (
 // principal of the directory.
 func TestSDKGenericClient(t *testing.T) {
 	ctx := context.Background()
-	srv, err := server.Start(ctx, server.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), RegistrationDelay: time.Millisecond}, nil)
-	if err != nil {
-		t.Fatalf("server.Start: %v", err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	raw, err := os.ReadFile(srv.BootstrapFile())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var boot server.BootstrapFileContents
-	if err := json.Unmarshal(raw, &boot); err != nil {
-		t.Fatal(err)
-	}
-	pem, err := os.ReadFile(boot.CACertFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		t.Fatal("the CA file holds no certificate")
-	}
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 30 * time.Second}
-	copts := azcore.ClientOptions{Transport: hc, Cloud: cloud.Configuration{
-		ActiveDirectoryAuthorityHost: boot.AuthorityHost,
-		Services: map[cloud.ServiceName]cloud.ServiceConfiguration{
-			cloud.ResourceManager: {Endpoint: boot.ResourceManagerEndpoint, Audience: boot.ResourceManagerAudience},
-		},
-	}}
-	cred, err := azidentity.NewClientSecretCredential(boot.TenantID, boot.ClientID, boot.ClientSecret,
-		&azidentity.ClientSecretCredentialOptions{ClientOptions: copts, DisableInstanceDiscovery: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts := &azarm.ClientOptions{ClientOptions: copts}
+	e := testenv.Start(t)
+	srv, boot := e.Server, e.Boot
+	cred, opts := e.ServicePrincipal(), e.ARMOptions()
 	sub := boot.SubscriptionID
 
 	groups, err := armresources.NewResourceGroupsClient(sub, cred, opts)
@@ -96,7 +58,7 @@ func TestSDKGenericClient(t *testing.T) {
 
 	// Before the provider is registered the policy is refused (the SDK
 	// would register it by itself, unless told not to).
-	noAutoRegister, err := armresources.NewClient(sub, cred, &azarm.ClientOptions{ClientOptions: copts, DisableRPRegistration: true})
+	noAutoRegister, err := armresources.NewClient(sub, cred, &azarm.ClientOptions{ClientOptions: e.ClientOptions(), DisableRPRegistration: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,23 +141,19 @@ func TestSDKGenericClient(t *testing.T) {
 	var rawPolicy struct {
 		Identity map[string]string `json:"identity"`
 	}
-	rawGet(t, hc, boot, cred, policyID+"?api-version=2020-10-30-preview", boot.ResourceManagerEndpoint, boot.ResourceManagerAudience, &rawPolicy)
+	rawGet(e, cred, policyID+"?api-version=2020-10-30-preview", boot.ResourceManagerEndpoint, boot.ResourceManagerAudience, &rawPolicy)
 	if rawPolicy.Identity["principalId"] != principal || rawPolicy.Identity["systemAssignedIdentityPrincipalId"] != principal {
 		t.Errorf("raw identity = %v, want principalId = systemAssignedIdentityPrincipalId = %s", rawPolicy.Identity, principal)
 	}
 
 	// The principal is in the directory, as a managed identity.
-	admin, err := azidentity.NewUsernamePasswordCredential(boot.TenantID, "04b07795-8ddb-461a-bbee-02f9e1bf7b46", boot.AdminUsername, boot.AdminPassword, //nolint:staticcheck
-		&azidentity.UsernamePasswordCredentialOptions{ClientOptions: copts, DisableInstanceDiscovery: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin := e.Admin()
 	var sp struct {
 		ID                   string `json:"id"`
 		DisplayName          string `json:"displayName"`
 		ServicePrincipalType string `json:"servicePrincipalType"`
 	}
-	rawGet(t, hc, boot, admin, "/v1.0/servicePrincipals/"+principal, boot.GraphEndpoint, boot.GraphAudience, &sp)
+	rawGet(e, admin, "/v1.0/servicePrincipals/"+principal, boot.GraphEndpoint, boot.GraphAudience, &sp)
 	if sp.ID != principal || sp.DisplayName != "ep-contoso" || sp.ServicePrincipalType != "ManagedIdentity" {
 		t.Errorf("directory entry = %+v", sp)
 	}
@@ -240,27 +198,14 @@ func wantResponseError(t *testing.T, err error, status int, code string) string 
 
 // rawGet GETs path from endpoint with a token for audience and decodes the
 // JSON answer into out.
-func rawGet(t *testing.T, hc *http.Client, _ server.BootstrapFileContents, cred azcore.TokenCredential, path, endpoint, audience string, out any) {
-	t.Helper()
-	tok, err := cred.GetToken(context.Background(), azpolicy.TokenRequestOptions{Scopes: []string{strings.TrimSuffix(audience, "/") + "/.default"}})
-	if err != nil {
-		t.Fatalf("token for %s: %v", audience, err)
-	}
-	req, err := http.NewRequest("GET", strings.TrimSuffix(endpoint, "/")+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+tok.Token)
-	resp, err := hc.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+func rawGet(e *testenv.Env, cred azcore.TokenCredential, path, endpoint, audience string, out any) {
+	e.TB.Helper()
+	tok := e.Token(cred, strings.TrimSuffix(audience, "/"))
+	resp, b := e.Do("GET", strings.TrimSuffix(endpoint, "/")+path, tok, nil, nil)
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s = %d %s", path, resp.StatusCode, b)
+		e.TB.Fatalf("GET %s = %d %s", path, resp.StatusCode, b)
 	}
 	if err := json.Unmarshal(b, out); err != nil {
-		t.Fatalf("GET %s: %v", path, err)
+		e.TB.Fatalf("GET %s: %v", path, err)
 	}
 }
