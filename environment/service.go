@@ -56,6 +56,9 @@ type Config struct {
 	NodeID string
 	Logger *slog.Logger
 	Now    func() time.Time
+
+	// Lifecycle tunes the CMK lifecycle operations (operation.go).
+	Lifecycle LifecycleConfig
 }
 
 // Service is the environment service.
@@ -69,6 +72,8 @@ type Service struct {
 	locked map[string]string // lower-case environment id -> reason, for the data path
 
 	core core // the environment cache, roles and lock loop (core.go, lock.go); zero value ready
+
+	life lifecycle // the lifecycle worker's state (operation.go); zero value ready
 }
 
 // New returns the environment service.
