@@ -30,13 +30,13 @@ import (
 // counter its vault requests go through.
 func (e *e2eEnv) azkeysClient(t *testing.T, vaultURL string) (*azkeys.Client, *counter) {
 	t.Helper()
-	cnt := &counter{next: e.hc.Transport}
+	cnt := &counter{next: e.HTTP.Transport}
 	opts := azcore.ClientOptions{
-		Cloud:     cloud.Configuration{ActiveDirectoryAuthorityHost: e.srv.URL()},
+		Cloud:     cloud.Configuration{ActiveDirectoryAuthorityHost: e.Server.URL()},
 		Transport: cnt,
 		Retry:     policy.RetryOptions{MaxRetries: -1},
 	}
-	cred, err := azidentity.NewClientSecretCredential(e.boot.TenantID, e.boot.ClientID, e.boot.ClientSecret,
+	cred, err := azidentity.NewClientSecretCredential(e.Boot.TenantID, e.Boot.ClientID, e.Boot.ClientSecret,
 		&azidentity.ClientSecretCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: true})
 	if err != nil {
 		t.Fatal(err)
@@ -272,7 +272,7 @@ func TestChallengeAndRefusals(t *testing.T) {
 	req.Header.Set("Content-Type", "application/json")
 	done := make(chan *http.Response, 1)
 	go func() {
-		res, err := e.hc.Do(req)
+		res, err := e.HTTP.Do(req)
 		if err != nil {
 			t.Errorf("challenge request: %v", err)
 			done <- nil
@@ -294,7 +294,7 @@ func TestChallengeAndRefusals(t *testing.T) {
 	if res.StatusCode != 401 {
 		t.Fatalf("status %d, want 401", res.StatusCode)
 	}
-	wantHdr := `Bearer authorization="` + e.srv.URL() + e.boot.TenantID + `", resource="` + identity.AudienceVault + `"`
+	wantHdr := `Bearer authorization="` + e.Server.URL() + e.Boot.TenantID + `", resource="` + identity.AudienceVault + `"`
 	if got := res.Header.Get("WWW-Authenticate"); got != wantHdr {
 		t.Errorf("WWW-Authenticate = %s, want %s", got, wantHdr)
 	}
@@ -302,8 +302,8 @@ func TestChallengeAndRefusals(t *testing.T) {
 		t.Errorf("body = %s, want %s", body, want)
 	}
 	// An unknown vault still names a tenant, with at least four '/' parts.
-	r := e.do(t, "GET", e.srv.URL()+"vaults/nosuchvault/keys?api-version=7.6", "", nil)
-	if h := r.header.Get("WWW-Authenticate"); r.status != 401 || !strings.Contains(h, `authorization="`+e.srv.URL()+e.boot.TenantID+`"`) {
+	r := e.do(t, "GET", e.Server.URL()+"vaults/nosuchvault/keys?api-version=7.6", "", nil)
+	if h := r.header.Get("WWW-Authenticate"); r.status != 401 || !strings.Contains(h, `authorization="`+e.Server.URL()+e.Boot.TenantID+`"`) {
 		t.Errorf("unknown vault: %d %s", r.status, h)
 	}
 	// A token for another audience is refused with the challenge.
@@ -313,7 +313,7 @@ func TestChallengeAndRefusals(t *testing.T) {
 	}
 
 	// A principal without an access policy is refused.
-	other, _, err := e.srv.Identity().CreateServicePrincipal(context.Background(), e.boot.TenantID, "outsider")
+	other, _, err := e.Server.Identity().CreateServicePrincipal(context.Background(), e.Boot.TenantID, "outsider")
 	if err != nil {
 		t.Fatal(err)
 	}

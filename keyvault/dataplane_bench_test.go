@@ -52,11 +52,11 @@ func BenchmarkUnwrapKey(b *testing.B) {
 
 	workers := runtime.GOMAXPROCS(0) * 2
 	// Warm the connections and the key cache.
-	parallel(workers, workers*4, func() error { return unwrapOnce(e.hc, url, tok, body, cek) })
+	parallel(workers, workers*4, func() error { return unwrapOnce(e.HTTP, url, tok, body, cek) })
 
 	b.ResetTimer()
 	start := time.Now()
-	if err := parallel(workers, b.N, func() error { return unwrapOnce(e.hc, url, tok, body, cek) }); err != nil {
+	if err := parallel(workers, b.N, func() error { return unwrapOnce(e.HTTP, url, tok, body, cek) }); err != nil {
 		b.Fatal(err)
 	}
 	httpTime := time.Since(start)

@@ -1,15 +1,7 @@
 package keyvault_test
 
 import (
-	"bytes"
-	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
-	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -17,6 +9,7 @@ import (
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/identity"
+	"github.com/keyhold/keyhold/internal/testenv"
 	"github.com/keyhold/keyhold/server"
 )
 
@@ -25,85 +18,35 @@ import (
 // bootstrap service principal's credentials.
 
 type e2eEnv struct {
-	t    *testing.T
-	srv  *server.Server
-	hc   *http.Client
-	boot server.BootstrapFileContents
-	sp   *keyhold.Principal
+	*testenv.Env
+	sp *keyhold.Principal // the bootstrap service principal
 }
 
 func newE2E(t testing.TB) *e2eEnv {
 	t.Helper()
-	dir := t.TempDir()
-	cfg := server.Config{Listen: "127.0.0.1:0", DataDir: dir, Getenv: func(string) string { return "" }, ShutdownTimeout: 5 * time.Second}
-	srv, err := server.Start(context.Background(), cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatalf("server.Start: %v", err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	raw, err := os.ReadFile(srv.BootstrapFile())
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &e2eEnv{srv: srv}
-	if err := json.Unmarshal(raw, &e.boot); err != nil {
-		t.Fatal(err)
-	}
-	pem, err := os.ReadFile(srv.CAFile())
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	e.hc = &http.Client{Timeout: time.Minute, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: pool}, MaxIdleConnsPerHost: 64, ForceAttemptHTTP2: false,
-	}}
-	e.sp, err = srv.Store().GetPrincipal(context.Background(), srv.Bootstrap().ServicePrincipalID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return e
+	env := testenv.Start(t,
+		testenv.WithConfig(func(c *server.Config) {
+			c.RegistrationDelay = 0 // the server's default
+			c.Getenv = func(string) string { return "" }
+			c.ShutdownTimeout = 5 * time.Second
+		}),
+		testenv.WithTimeout(time.Minute),
+		// Parallel clients in the benchmark keep their connections.
+		testenv.WithTransport(func(tr *http.Transport) { tr.MaxIdleConnsPerHost = 64 }))
+	return &e2eEnv{Env: env, sp: env.BootstrapPrincipal()}
 }
 
 // token issues a token for p and audience straight from the identity
 // service, for raw-HTTP requests.
 func (e *e2eEnv) token(t testing.TB, p *keyhold.Principal, audience string) string {
 	t.Helper()
-	tok, _, err := e.srv.Identity().IssueToken(context.Background(), p, audience)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return e.With(t).IssueToken(p, audience)
 }
 
 // do sends a raw request; body may be nil, a string or a value to marshal.
 func (e *e2eEnv) do(t testing.TB, method, url, token string, body any) resp {
 	t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	default:
-		raw, _ := json.Marshal(b)
-		rd = bytes.NewReader(raw)
-	}
-	req, err := http.NewRequest(method, url, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	res, err := e.hc.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
+	res, b := e.With(t).Do(method, url, token, body, nil)
 	return resp{status: res.StatusCode, header: res.Header, body: b}
 }
 
@@ -113,8 +56,8 @@ func (e *e2eEnv) do(t testing.TB, method, url, token string, body any) resp {
 func (e *e2eEnv) createVault(t testing.TB, name string, extra map[string]any) string {
 	t.Helper()
 	arm := e.token(t, e.sp, identity.AudienceManagement)
-	sub := e.boot.SubscriptionID
-	base := e.srv.URL() + "subscriptions/" + sub
+	sub := e.Boot.SubscriptionID
+	base := e.Server.URL() + "subscriptions/" + sub
 	must(t, e.do(t, "PUT", base+"/resourcegroups/rg-kv?api-version=2021-04-01", arm, `{"location":"westus"}`), 201)
 	r := e.do(t, "POST", base+"/providers/Microsoft.KeyVault/register?api-version=2021-04-01", arm, nil)
 	if r.status != 200 {
@@ -131,9 +74,9 @@ func (e *e2eEnv) createVault(t testing.TB, name string, extra map[string]any) st
 		time.Sleep(50 * time.Millisecond)
 	}
 	props := map[string]any{
-		"tenantId": e.boot.TenantID, "sku": map[string]string{"family": "A", "name": "standard"},
+		"tenantId": e.Boot.TenantID, "sku": map[string]string{"family": "A", "name": "standard"},
 		"enableSoftDelete": true, "enablePurgeProtection": true, "softDeleteRetentionInDays": 90,
-		"accessPolicies": []any{map[string]any{"tenantId": e.boot.TenantID, "objectId": e.sp.ID,
+		"accessPolicies": []any{map[string]any{"tenantId": e.Boot.TenantID, "objectId": e.sp.ID,
 			"permissions": map[string]any{"keys": []string{"all"}}}},
 	}
 	for k, v := range extra {
@@ -144,7 +87,7 @@ func (e *e2eEnv) createVault(t testing.TB, name string, extra map[string]any) st
 	if r.status != 200 && r.status != 201 {
 		t.Fatalf("create vault %s: %d %s", name, r.status, r.body)
 	}
-	return e.srv.URL() + "vaults/" + name
+	return e.Server.URL() + "vaults/" + name
 }
 
 // counter counts the requests that reach the vault and the 401s among them.
