@@ -17,7 +17,7 @@ import (
 
 // segmentsPerPage is how many sealed segments a download reads from the
 // store at once: what bounds its memory with the segment size.
-const segmentsPerPage = 4
+const segmentsPerPage = 2
 
 // fileTransferTimeout is how long one file upload or download may take. The
 // server's own read and write timeouts are sized for JSON requests; a large
