@@ -15,4 +15,6 @@ func AccountsSchema() *schema {
 }
 
 // ParseRow exposes parseRow to the fuzzer.
-func ParseRow(sc *schema, body []byte) (string, map[string]json.RawMessage, error) { return parseRow(sc, body) }
+func ParseRow(sc *schema, body []byte) (string, map[string]json.RawMessage, error) {
+	return parseRow(sc, body)
+}
