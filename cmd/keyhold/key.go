@@ -445,41 +445,34 @@ func keyUpdate() *command {
 }
 
 func keyDelete() *command {
-	var k keyFlags
-	return &command{
-		name:     "delete",
-		summary:  "soft-delete a key (recoverable until its purge date)",
-		args:     "--vault NAME --name KEY [flags]",
-		examples: []string{"keyhold key delete --vault kv-contoso --name cmk"},
-		flags:    func(fs *flag.FlagSet) { k.register(fs, true) },
-		run: func(ctx context.Context, a *app, args []string) error {
-			if err := k.check(args, true); err != nil {
-				return err
-			}
-			c, _, err := a.connect()
-			if err != nil {
-				return err
-			}
-			b, err := c.DeleteKey(ctx, k.vault, k.name)
-			if err != nil {
-				return err
-			}
+	return keyVerb("delete", "soft-delete a key (recoverable until its purge date)", (*client.Client).DeleteKey,
+		func(a *app, k keyFlags, b *client.KeyBundle) error {
 			if a.g.output == "json" {
 				return writeJSON(a.stdout, b)
 			}
 			a.say("Deleted key %s; it can be recovered until %s.", k.name, unixTime(b.ScheduledPurgeDate))
 			return nil
-		},
-	}
+		})
 }
 
 func keyRecover() *command {
+	return keyVerb("recover", "recover a soft-deleted key", (*client.Client).RecoverKey, printKey)
+}
+
+func keyRotate() *command {
+	return keyVerb("rotate", "make a new version of a key", (*client.Client).RotateKey, printKey)
+}
+
+// keyVerb is a key command that takes only --vault and --name, calls op on
+// that key and hands the key op returns to show.
+func keyVerb(name, summary string, op func(*client.Client, context.Context, string, string) (*client.KeyBundle, error),
+	show func(a *app, k keyFlags, b *client.KeyBundle) error) *command {
 	var k keyFlags
 	return &command{
-		name:     "recover",
-		summary:  "recover a soft-deleted key",
+		name:     name,
+		summary:  summary,
 		args:     "--vault NAME --name KEY [flags]",
-		examples: []string{"keyhold key recover --vault kv-contoso --name cmk"},
+		examples: []string{"keyhold key " + name + " --vault kv-contoso --name cmk"},
 		flags:    func(fs *flag.FlagSet) { k.register(fs, true) },
 		run: func(ctx context.Context, a *app, args []string) error {
 			if err := k.check(args, true); err != nil {
@@ -489,13 +482,18 @@ func keyRecover() *command {
 			if err != nil {
 				return err
 			}
-			b, err := c.RecoverKey(ctx, k.vault, k.name)
+			b, err := op(c, ctx, k.vault, k.name)
 			if err != nil {
 				return err
 			}
-			return a.print(b, func() table { return keyTable(b) })
+			return show(a, k, b)
 		},
 	}
+}
+
+// printKey prints a key as JSON or as a one-row table.
+func printKey(a *app, _ keyFlags, b *client.KeyBundle) error {
+	return a.print(b, func() table { return keyTable(b) })
 }
 
 func keyPurge() *command {
@@ -532,31 +530,6 @@ func keyPurge() *command {
 			}
 			a.say("Purged key %s.", k.name)
 			return nil
-		},
-	}
-}
-
-func keyRotate() *command {
-	var k keyFlags
-	return &command{
-		name:     "rotate",
-		summary:  "make a new version of a key",
-		args:     "--vault NAME --name KEY [flags]",
-		examples: []string{"keyhold key rotate --vault kv-contoso --name cmk"},
-		flags:    func(fs *flag.FlagSet) { k.register(fs, true) },
-		run: func(ctx context.Context, a *app, args []string) error {
-			if err := k.check(args, true); err != nil {
-				return err
-			}
-			c, _, err := a.connect()
-			if err != nil {
-				return err
-			}
-			b, err := c.RotateKey(ctx, k.vault, k.name)
-			if err != nil {
-				return err
-			}
-			return a.print(b, func() table { return keyTable(b) })
 		},
 	}
 }
