@@ -249,11 +249,7 @@ func serveCreate(name string) func(*Service, *request) error {
 			return err
 		}
 		s.publish(rq.ctx(), events.KeyCreated, rq.vault, rq.props, v.Name, "version "+v.Version)
-		b, err := rq.bundle(v)
-		if err != nil {
-			return err
-		}
-		return writeJSON(rq, b)
+		return rq.writeBundle(v)
 	}
 }
 
@@ -306,11 +302,7 @@ func serveImport(name string) func(*Service, *request) error {
 			return err
 		}
 		s.publish(rq.ctx(), events.KeyCreated, rq.vault, rq.props, v.Name, "imported version "+v.Version)
-		b, err := rq.bundle(v)
-		if err != nil {
-			return err
-		}
-		return writeJSON(rq, b)
+		return rq.writeBundle(v)
 	}
 }
 
@@ -320,11 +312,7 @@ func serveGet(name, version string) func(*Service, *request) error {
 		if err != nil {
 			return err
 		}
-		b, err := rq.bundle(v)
-		if err != nil {
-			return err
-		}
-		return writeJSON(rq, b)
+		return rq.writeBundle(v)
 	}
 }
 
@@ -392,12 +380,36 @@ func serveUpdate(name, version string) func(*Service, *request) error {
 			kind = events.KeyEnabled
 		}
 		s.publish(rq.ctx(), kind, rq.vault, rq.props, v.Name, "version "+v.Version)
-		b, err := rq.bundle(v)
-		if err != nil {
-			return err
-		}
-		return writeJSON(rq, b)
+		return rq.writeBundle(v)
 	}
+}
+
+// writeBundle answers with v as a KeyBundle.
+func (rq *request) writeBundle(v *keyhold.KeyVersion) error {
+	b, err := rq.bundle(v)
+	if err != nil {
+		return err
+	}
+	return writeJSON(rq, b)
+}
+
+// writeDeletedBundle answers with d as a DeletedKeyBundle.
+func (rq *request) writeDeletedBundle(d *keyhold.DeletedKey) error {
+	b, err := rq.deletedBundle(d)
+	if err != nil {
+		return err
+	}
+	return writeJSON(rq, b)
+}
+
+// deletedKey reads the deleted key name of the request's vault; a key that
+// is not in the deleted state is 404 KeyNotFound, as Key Vault answers.
+func deletedKey(rq *request, ks keyhold.KeyStore, name string) (*keyhold.DeletedKey, error) {
+	d, err := ks.GetDeletedKey(rq.ctx(), rq.vaultName(), name)
+	if keyhold.IsNotFound(err) {
+		return nil, deletedKeyNotFound(name)
+	}
+	return d, err
 }
 
 func serveDelete(name string) func(*Service, *request) error {
@@ -417,11 +429,7 @@ func serveDelete(name string) func(*Service, *request) error {
 		}
 		s.cache.drop(rq.vaultName(), name)
 		s.publish(rq.ctx(), events.KeyDeleted, rq.vault, rq.props, d.Latest.Name, "")
-		b, err := rq.deletedBundle(d)
-		if err != nil {
-			return err
-		}
-		return writeJSON(rq, b)
+		return rq.writeDeletedBundle(d)
 	}
 }
 
@@ -431,18 +439,11 @@ func serveGetDeleted(name string) func(*Service, *request) error {
 		if err != nil {
 			return err
 		}
-		d, err := ks.GetDeletedKey(rq.ctx(), rq.vaultName(), name)
-		if keyhold.IsNotFound(err) {
-			return deletedKeyNotFound(name)
-		}
+		d, err := deletedKey(rq, ks, name)
 		if err != nil {
 			return err
 		}
-		b, err := rq.deletedBundle(d)
-		if err != nil {
-			return err
-		}
-		return writeJSON(rq, b)
+		return rq.writeDeletedBundle(d)
 	}
 }
 
@@ -463,11 +464,7 @@ func serveRecover(name string) func(*Service, *request) error {
 			return err
 		}
 		s.publish(rq.ctx(), events.KeyRecovered, rq.vault, rq.props, v.Name, "")
-		b, err := rq.bundle(v)
-		if err != nil {
-			return err
-		}
-		return writeJSON(rq, b)
+		return rq.writeBundle(v)
 	}
 }
 
@@ -477,10 +474,7 @@ func servePurge(name string) func(*Service, *request) error {
 		if err != nil {
 			return err
 		}
-		d, err := ks.GetDeletedKey(rq.ctx(), rq.vaultName(), name)
-		if keyhold.IsNotFound(err) {
-			return deletedKeyNotFound(name)
-		}
+		d, err := deletedKey(rq, ks, name)
 		if err != nil {
 			return err
 		}
@@ -511,11 +505,7 @@ func serveRotate(name string) func(*Service, *request) error {
 		if err != nil {
 			return err
 		}
-		b, err := rq.bundle(v)
-		if err != nil {
-			return err
-		}
-		return writeJSON(rq, b)
+		return rq.writeBundle(v)
 	}
 }
 
