@@ -166,13 +166,9 @@ func groupDelete() *command {
 			if err != nil {
 				return err
 			}
-			if !yes {
-				if !a.stdinTerminal {
-					return usagef("group delete needs --yes when not run on a terminal")
-				}
-				if !a.confirm(fmt.Sprintf("Delete resource group %s and all its resources?", name)) {
-					return fmt.Errorf("resource group %s was not deleted", name)
-				}
+			if err := a.mayDestroy(yes, "group delete", fmt.Sprintf("Delete resource group %s and all its resources?", name),
+				fmt.Sprintf("resource group %s was not deleted", name)); err != nil {
+				return err
 			}
 			c, sub, err := a.connectSub()
 			if err != nil {

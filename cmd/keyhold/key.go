@@ -513,13 +513,9 @@ func keyPurge() *command {
 			if err := k.check(args, true); err != nil {
 				return err
 			}
-			if !yes {
-				if !a.stdinTerminal {
-					return usagef("key purge needs --yes when not run on a terminal")
-				}
-				if !a.confirm(fmt.Sprintf("Purge key %s from vault %s for good?", k.name, k.vault)) {
-					return fmt.Errorf("key %s was not purged", k.name)
-				}
+			if err := a.mayDestroy(yes, "key purge", fmt.Sprintf("Purge key %s from vault %s for good?", k.name, k.vault),
+				fmt.Sprintf("key %s was not purged", k.name)); err != nil {
+				return err
 			}
 			c, _, err := a.connect()
 			if err != nil {

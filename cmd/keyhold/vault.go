@@ -317,13 +317,9 @@ func vaultDelete() *command {
 			if err != nil {
 				return err
 			}
-			if !yes {
-				if !a.stdinTerminal {
-					return usagef("vault delete needs --yes when not run on a terminal")
-				}
-				if !a.confirm(fmt.Sprintf("Delete vault %s? Its keys stop working until it is recovered.", name)) {
-					return fmt.Errorf("vault %s was not deleted", name)
-				}
+			if err := a.mayDestroy(yes, "vault delete", fmt.Sprintf("Delete vault %s? Its keys stop working until it is recovered.", name),
+				fmt.Sprintf("vault %s was not deleted", name)); err != nil {
+				return err
 			}
 			c, sub, err := a.connectSub()
 			if err != nil {
@@ -399,13 +395,9 @@ func vaultPurge() *command {
 			if err != nil {
 				return err
 			}
-			if !yes {
-				if !a.stdinTerminal {
-					return usagef("vault purge needs --yes when not run on a terminal")
-				}
-				if !a.confirm(fmt.Sprintf("Purge vault %s and destroy its keys for good?", name)) {
-					return fmt.Errorf("vault %s was not purged", name)
-				}
+			if err := a.mayDestroy(yes, "vault purge", fmt.Sprintf("Purge vault %s and destroy its keys for good?", name),
+				fmt.Sprintf("vault %s was not purged", name)); err != nil {
+				return err
 			}
 			c, sub, err := a.connectSub()
 			if err != nil {
