@@ -98,25 +98,8 @@ func groupCreate() *command {
 }
 
 func groupList() *command {
-	return &command{
-		name:     "list",
-		summary:  "list the subscription's resource groups",
-		examples: []string{"keyhold group list", "keyhold group list -o json"},
-		run: func(ctx context.Context, a *app, args []string) error {
-			if err := noArgs(args); err != nil {
-				return err
-			}
-			c, sub, err := a.connectSub()
-			if err != nil {
-				return err
-			}
-			gs, err := c.ListResourceGroups(ctx, sub)
-			if err != nil {
-				return err
-			}
-			return a.print(orEmpty(gs), func() table { return groupTable(gs) })
-		},
-	}
+	return listCommand("list the subscription's resource groups", []string{"keyhold group list", "keyhold group list -o json"},
+		inSubscription((*client.Client).ListResourceGroups), groupTable)
 }
 
 func groupShow() *command {

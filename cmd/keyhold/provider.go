@@ -28,25 +28,8 @@ func providerTable(ps []client.Provider) table {
 }
 
 func providerList() *command {
-	return &command{
-		name:     "list",
-		summary:  "list resource providers and the subscription's registration of each",
-		examples: []string{"keyhold provider list", "keyhold provider list -o json"},
-		run: func(ctx context.Context, a *app, args []string) error {
-			if err := noArgs(args); err != nil {
-				return err
-			}
-			c, sub, err := a.connectSub()
-			if err != nil {
-				return err
-			}
-			ps, err := c.ListProviders(ctx, sub)
-			if err != nil {
-				return err
-			}
-			return a.print(orEmpty(ps), func() table { return providerTable(ps) })
-		},
-	}
+	return listCommand("list resource providers and the subscription's registration of each", []string{"keyhold provider list", "keyhold provider list -o json"},
+		inSubscription((*client.Client).ListProviders), providerTable)
 }
 
 func providerShow() *command {

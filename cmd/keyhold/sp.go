@@ -87,25 +87,8 @@ func spCreate() *command {
 }
 
 func spList() *command {
-	return &command{
-		name:     "list",
-		summary:  "list service principals and managed identities",
-		examples: []string{"keyhold sp list"},
-		run: func(ctx context.Context, a *app, args []string) error {
-			if err := noArgs(args); err != nil {
-				return err
-			}
-			c, _, err := a.connect()
-			if err != nil {
-				return err
-			}
-			sps, err := c.ListServicePrincipals(ctx)
-			if err != nil {
-				return err
-			}
-			return a.print(orEmpty(sps), func() table { return spTable(sps) })
-		},
-	}
+	return listCommand("list service principals and managed identities", []string{"keyhold sp list"},
+		inTenant((*client.Client).ListServicePrincipals), spTable)
 }
 
 // spByID is a command that names one service principal with --id.

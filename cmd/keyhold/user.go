@@ -133,25 +133,8 @@ func userCreate() *command {
 }
 
 func userList() *command {
-	return &command{
-		name:     "list",
-		summary:  "list users",
-		examples: []string{"keyhold user list", "keyhold user list -o json"},
-		run: func(ctx context.Context, a *app, args []string) error {
-			if err := noArgs(args); err != nil {
-				return err
-			}
-			c, _, err := a.connect()
-			if err != nil {
-				return err
-			}
-			us, err := c.ListUsers(ctx)
-			if err != nil {
-				return err
-			}
-			return a.print(orEmpty(us), func() table { return userTable(us) })
-		},
-	}
+	return listCommand("list users", []string{"keyhold user list", "keyhold user list -o json"},
+		inTenant((*client.Client).ListUsers), userTable)
 }
 
 // userByID is a command that names one user with --id ID|UPN.
