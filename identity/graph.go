@@ -46,14 +46,14 @@ func (s *Service) GraphHandler() http.Handler {
 	h("POST /v1.0/servicePrincipals", s.graphCreateSP)
 	h("GET /v1.0/servicePrincipals/{id}", s.graphGetSP)
 	h("PATCH /v1.0/servicePrincipals/{id}", s.graphUpdateSP)
-	h("DELETE /v1.0/servicePrincipals/{id}", s.graphDeleteSP)
+	h("DELETE /v1.0/servicePrincipals/{id}", s.graphDeleteObject("servicePrincipals", keyhold.PrincipalServicePrincipal))
 	h("POST /v1.0/servicePrincipals/{id}/addPassword", s.graphAddPassword)
 	h("POST /v1.0/servicePrincipals/{id}/removePassword", s.graphRemovePassword)
 	h("GET /v1.0/servicePrincipals/{id}/memberOf", s.graphMemberOf)
 	h("GET /v1.0/groups", s.graphListGroups)
 	h("POST /v1.0/groups", s.graphCreateGroup)
 	h("GET /v1.0/groups/{id}", s.graphGetGroup)
-	h("DELETE /v1.0/groups/{id}", s.graphDeleteGroup)
+	h("DELETE /v1.0/groups/{id}", s.graphDeleteObject("groups", keyhold.PrincipalGroup))
 	h("GET /v1.0/groups/{id}/members", s.graphGroupMembers)
 	h("POST /v1.0/groups/{id}/members/$ref", s.graphAddGroupMember)
 	h("DELETE /v1.0/groups/{id}/members/{member}/$ref", s.graphRemoveGroupMember)
@@ -490,6 +490,26 @@ func (s *Service) graphDeleteUser(g *graphReq) error {
 	return g.noContent()
 }
 
+// graphDeleteObject deletes the service principal or group {id} of the
+// collection ("servicePrincipals", "groups"): 403 without the directory
+// role for it, 404 Request_ResourceNotFound when {id} is not one of typ.
+func (s *Service) graphDeleteObject(collection string, typ keyhold.PrincipalType) func(*graphReq) error {
+	action := "microsoft.directory/" + collection + "/delete"
+	return func(g *graphReq) error {
+		id := g.r.PathValue("id")
+		if err := g.write(action, "/v1.0/"+collection+"/"+id); err != nil {
+			return err
+		}
+		if _, err := s.object(g, id, typ); err != nil {
+			return err
+		}
+		if err := s.DeletePrincipal(g.ctx, id); err != nil {
+			return err
+		}
+		return g.noContent()
+	}
+}
+
 func (s *Service) graphMemberOf(g *graphReq) error {
 	id := g.r.PathValue("id")
 	p, err := s.object(g, id, "")
@@ -621,20 +641,6 @@ func (s *Service) graphUpdateSP(g *graphReq) error {
 	return g.noContent()
 }
 
-func (s *Service) graphDeleteSP(g *graphReq) error {
-	id := g.r.PathValue("id")
-	if err := g.write("microsoft.directory/servicePrincipals/delete", "/v1.0/servicePrincipals/"+id); err != nil {
-		return err
-	}
-	if _, err := s.object(g, id, keyhold.PrincipalServicePrincipal); err != nil {
-		return err
-	}
-	if err := s.DeletePrincipal(g.ctx, id); err != nil {
-		return err
-	}
-	return g.noContent()
-}
-
 // secretLifetime is how long a secret made by addPassword lives unless the
 // request says otherwise; Entra ID's default is two years.
 const secretLifetime = 2 * 365 * 24 * time.Hour
@@ -758,20 +764,6 @@ func (s *Service) graphGetGroup(g *graphReq) error {
 		return err
 	}
 	return g.json(http.StatusOK, toGraphGroup(p, false))
-}
-
-func (s *Service) graphDeleteGroup(g *graphReq) error {
-	id := g.r.PathValue("id")
-	if err := g.write("microsoft.directory/groups/delete", "/v1.0/groups/"+id); err != nil {
-		return err
-	}
-	if _, err := s.object(g, id, keyhold.PrincipalGroup); err != nil {
-		return err
-	}
-	if err := s.DeletePrincipal(g.ctx, id); err != nil {
-		return err
-	}
-	return g.noContent()
 }
 
 func (s *Service) graphGroupMembers(g *graphReq) error {
