@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/internal/testenv"
 	"github.com/keyhold/keyhold/keyvault"
 	"github.com/keyhold/keyhold/server"
 )
@@ -33,19 +33,18 @@ type keyHarness struct {
 func newKeyHarness(t *testing.T) *keyHarness {
 	t.Helper()
 	dir := t.TempDir()
-	srv, err := server.Start(context.Background(), server.Config{Listen: "127.0.0.1:0", DataDir: filepath.Join(dir, "data"),
-		Getenv: func(string) string { return "" }, ShutdownTimeout: 5 * time.Second}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
+	srv := testenv.Start(t, testenv.WithDir(filepath.Join(dir, "data")), testenv.WithConfig(func(c *server.Config) {
+		c.RegistrationDelay = 0 // the server's default
+		c.Getenv = func(string) string { return "" }
+		c.ShutdownTimeout = 5 * time.Second
+	})).Server
 	info := srv.Bootstrap()
 	props, _ := json.Marshal(keyvault.Properties{
 		TenantID: info.TenantID, SKU: keyvault.SKU{Family: "A", Name: "standard"},
 		AccessPolicies: []keyvault.AccessPolicy{{TenantID: info.TenantID, ObjectID: info.AdminID,
 			Permissions: keyvault.Permissions{Keys: []string{"all"}}}},
 	})
-	err = srv.Store().PutResource(context.Background(), &keyhold.Resource{
+	err := srv.Store().PutResource(context.Background(), &keyhold.Resource{
 		ID:   "/subscriptions/" + info.SubscriptionID + "/resourceGroups/rg-cli/providers/Microsoft.KeyVault/vaults/kv-cli",
 		Type: keyvault.ResourceType, Name: "kv-cli", SubscriptionID: info.SubscriptionID, ResourceGroup: "rg-cli",
 		Location: "westus", Properties: props,
