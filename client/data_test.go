@@ -18,7 +18,9 @@ const dataEnv = "00000000-0000-0000-0000-0000000000e1"
 
 type audienceTokens struct{}
 
-func (audienceTokens) Token(_ context.Context, aud string) (string, error) { return "token-for " + aud, nil }
+func (audienceTokens) Token(_ context.Context, aud string) (string, error) {
+	return "token-for " + aud, nil
+}
 
 // newDataClient serves the real data API, accepting only tokens for the
 // data audience.
