@@ -9,6 +9,7 @@ import (
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/audit"
+	"github.com/keyhold/keyhold/environment"
 	"github.com/keyhold/keyhold/httpapi"
 	"github.com/keyhold/keyhold/identity"
 )
@@ -92,6 +93,9 @@ func (s *Server) surfaces() []surface {
 		{name: "keyhold", match: prefix("/keyhold/v1"), audience: identity.AudienceManagement, handler: notFound("the Keyhold management API")},
 		{name: "graph", match: prefix("/v1.0"), audience: identity.AudienceGraph, handler: s.identity.GraphHandler()},
 		{name: "arm", match: prefixFold("/subscriptions"), audience: identity.AudienceManagement, handler: s.arm.Handler()},
+		// The platform admin API shares /providers with the resource
+		// manager, so it comes first.
+		{name: "bap", match: prefixFold(environment.BAPPrefix), audience: identity.AudiencePlatform, handler: s.environments.Handler()},
 		{name: "arm", match: prefixFold("/providers"), audience: identity.AudienceManagement, handler: s.arm.Handler()},
 		{name: "arm", match: prefixFold("/tenants"), audience: identity.AudienceManagement, handler: s.arm.Handler()},
 	}

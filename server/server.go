@@ -23,9 +23,12 @@ import (
 	"github.com/keyhold/keyhold/arm"
 	"github.com/keyhold/keyhold/audit"
 	"github.com/keyhold/keyhold/deploy"
+	"github.com/keyhold/keyhold/environment"
 	"github.com/keyhold/keyhold/events"
 	"github.com/keyhold/keyhold/identity"
 	"github.com/keyhold/keyhold/keyvault"
+	"github.com/keyhold/keyhold/kms"
+	"github.com/keyhold/keyhold/kms/builtin"
 	"github.com/keyhold/keyhold/masterkey"
 	"github.com/keyhold/keyhold/metrics"
 	"github.com/keyhold/keyhold/pki"
@@ -58,6 +61,10 @@ type Server struct {
 	deploy   *deploy.Service
 	policies *policy.Service
 	health   *policy.Monitor
+	// environments is the environment service; kmsCalls counts its vault
+	// calls (keyhold_kms_calls_total).
+	environments *environment.Service
+	kmsCalls     *kms.Metrics
 
 	// stopBackground ends the background loops (the vault's rotator and
 	// purger); background is closed when they have returned.
@@ -167,6 +174,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 	s.policies = policy.New(policy.Config{
 		Store: s.store, Authz: s.authz, Identity: s.identity, Vault: s.vault, Events: s.events,
 		Profile: cfg.Profile, Features: s.arm, Logger: logger, Now: cfg.Now,
+		// A policy linked to environments keeps its key and identity.
+		Links: environment.Links(s.store),
 	})
 	s.arm.Register(s.policies.ResourceType())
 	s.health = policy.NewMonitor(policy.MonitorConfig{Store: s.store, Policies: s.policies, Vault: s.vault, Events: s.events,
@@ -174,6 +183,20 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 	// Resource Graph renders rows as GET does for the types listed here.
 	s.arm.Register(resourcegraph.New(resourcegraph.Config{Store: s.store, Logger: logger,
 		Types: []arm.ResourceType{s.vault.ResourceType(), s.policies.ResourceType()}}).ResourceType())
+	// Environments wrap their root keys through the built-in vaults; every
+	// vault call is counted, so that a warm data path shows none.
+	platformKey, err := builtin.EnsurePlatformKey(ctx, s.store, s.key)
+	if err != nil {
+		return nil, fmt.Errorf("server: cannot make or load the platform key: %w", err)
+	}
+	s.kmsCalls = kms.NewMetrics()
+	s.metrics.Registry.MustRegister(s.kmsCalls)
+	wrapper := kms.Counted(builtin.New(builtin.Config{Store: s.store, Vault: s.vault, Seal: s.key, Logger: logger, Now: cfg.Now}), s.kmsCalls)
+	s.environments = environment.New(environment.Config{
+		Store: s.store, Wrapper: wrapper, PlatformKey: platformKey, Policies: s.policies, Authz: s.authz, Events: s.events,
+		Profile: cfg.Profile, Logger: logger, Now: cfg.Now,
+		Lifecycle: environment.LifecycleConfig{Checker: s.health},
+	})
 	s.audit = audit.New(s.store, logger, audit.WithNow(cfg.Now), audit.WithAuthorizer(s.authz),
 		audit.WithFailureHook(s.metrics.AuditAppendFailed), audit.WithBaseURL(s.publicURL))
 	// Deployments apply resources through the resource manager itself,
@@ -214,9 +237,29 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 			defer close(watched)
 			s.health.Run(bg)
 		}()
+		// Locks follow policy health; the lifecycle worker runs link,
+		// unlink, swap and re-encryption operations.
+		locks := make(chan struct{})
+		go func() {
+			defer close(locks)
+			if err := s.environments.RunLocks(bg); err != nil {
+				logger.Error("environment lock loop stopped", "err", err.Error())
+			}
+		}()
+		worked := make(chan struct{})
+		go func() {
+			defer close(worked)
+			if err := s.environments.RunWorker(bg); err != nil {
+				logger.Error("environment lifecycle worker stopped", "err", err.Error())
+			}
+		}()
 		s.vault.Run(bg)
 		<-deployed
 		<-watched
+		<-locks
+		<-worked
+		// No root key outlives the loops that could use it.
+		s.environments.Keyring().WipeAll()
 	}()
 	tlsListener := tls.NewListener(s.listener, s.http.TLSConfig)
 	go func() {
@@ -276,6 +319,12 @@ func (s *Server) Policies() *policy.Service { return s.policies }
 
 // Health returns the server's policy health monitor.
 func (s *Server) Health() *policy.Monitor { return s.health }
+
+// Environments returns the server's environment service.
+func (s *Server) Environments() *environment.Service { return s.environments }
+
+// KMSCalls returns the counter of the environment service's vault calls.
+func (s *Server) KMSCalls() *kms.Metrics { return s.kmsCalls }
 
 // Identity returns the server's identity service.
 func (s *Server) Identity() *identity.Service { return s.identity }
