@@ -5,11 +5,10 @@
 // principal and for users.
 //
 // Only tests import it: it pulls in the Azure SDK's identity module and it
-// calls testing.TB.Fatal on any failure rather than returning errors. The
-// unit harness for a surface handler without a server (a store, seeded
-// principals and a stand-in for the server's authentication) is the
-// subpackage testenv/unitenv, which imports no surface package, so that
-// those packages' internal tests can use it too.
+// calls testing.TB.Fatal on any failure rather than returning errors. It
+// imports server and so every surface package: their internal (package x)
+// tests cannot use it, and a unit harness without a server belongs in a
+// subpackage that imports no surface package.
 package testenv
 
 import (
