@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/dataverse"
 	"github.com/keyhold/keyhold/httpapi"
 	"github.com/keyhold/keyhold/metrics"
 )
@@ -180,9 +181,14 @@ func recoverPanics(next http.Handler) http.Handler {
 }
 
 // limitBody refuses a declared body over httpapi.MaxBodyBytes at once and
-// caps the reading of an undeclared one.
+// caps the reading of an undeclared one. File columns of the data API are
+// left to their handler, which streams them under its own, far larger limit.
 func limitBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if dataverse.IsFileRequest(r.URL.Path) {
+			next.ServeHTTP(w, r)
+			return
+		}
 		if r.ContentLength > httpapi.MaxBodyBytes {
 			w.Header().Set("x-ms-error-code", "RequestEntityTooLarge")
 			httpapi.WriteJSON(w, http.StatusRequestEntityTooLarge, httpapi.AzureError{Error: httpapi.AzureErrorBody{

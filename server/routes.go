@@ -9,6 +9,7 @@ import (
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/audit"
+	"github.com/keyhold/keyhold/dataverse"
 	"github.com/keyhold/keyhold/environment"
 	"github.com/keyhold/keyhold/httpapi"
 	"github.com/keyhold/keyhold/identity"
@@ -96,8 +97,21 @@ func (s *Server) surfaces() []surface {
 		// The platform admin API shares /providers with the resource
 		// manager, so it comes first.
 		{name: "bap", match: prefixFold(environment.BAPPrefix), audience: identity.AudiencePlatform, handler: s.environments.Handler()},
+		{name: "data", match: prefix("/environments"), audience: identity.AudiencePlatform, handler: s.data.Handler()},
 		{name: "arm", match: prefixFold("/providers"), audience: identity.AudienceManagement, handler: s.arm.Handler()},
 		{name: "arm", match: prefixFold("/tenants"), audience: identity.AudienceManagement, handler: s.arm.Handler()},
+	}
+}
+
+// dataOpen adapts the environment service's Open, the data path's gate, to
+// the data API.
+func dataOpen(envs *environment.Service) dataverse.OpenFunc {
+	return func(ctx context.Context, c *keyhold.Caller, id string, write bool) (dataverse.Handle, error) {
+		e, err := envs.Open(ctx, c, id, write)
+		if err != nil {
+			return dataverse.Handle{}, err
+		}
+		return dataverse.Handle{ID: e.Environment.ID, Sealer: e}, nil
 	}
 }
 

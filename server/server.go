@@ -22,6 +22,7 @@ import (
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/arm"
 	"github.com/keyhold/keyhold/audit"
+	"github.com/keyhold/keyhold/dataverse"
 	"github.com/keyhold/keyhold/deploy"
 	"github.com/keyhold/keyhold/environment"
 	"github.com/keyhold/keyhold/events"
@@ -65,6 +66,8 @@ type Server struct {
 	// calls (keyhold_kms_calls_total).
 	environments *environment.Service
 	kmsCalls     *kms.Metrics
+	// data is the environment data API (/environments/{id}/api/data/v9.2/).
+	data *dataverse.Service
 
 	// stopBackground ends the background loops (the vault's rotator and
 	// purger); background is closed when they have returned.
@@ -197,6 +200,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 		Profile: cfg.Profile, Logger: logger, Now: cfg.Now,
 		Lifecycle: environment.LifecycleConfig{Checker: s.health},
 	})
+	s.data = dataverse.New(dataverse.Config{Store: s.store, Open: dataOpen(s.environments), Logger: logger, Now: cfg.Now})
+	s.metrics.Registry.MustRegister(s.data.Metrics())
 	s.audit = audit.New(s.store, logger, audit.WithNow(cfg.Now), audit.WithAuthorizer(s.authz),
 		audit.WithFailureHook(s.metrics.AuditAppendFailed), audit.WithBaseURL(s.publicURL))
 	// Deployments apply resources through the resource manager itself,
