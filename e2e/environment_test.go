@@ -1,9 +1,15 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -97,6 +103,109 @@ func (e *env) waitPolicyHealth(t *testing.T, c *cmk, want string) {
 }
 
 const bapEnvs = "/providers/Microsoft.BusinessAppPlatform/environments"
+
+// writer keeps updating a few rows (each PATCH conditional on the version it
+// read) and creating new ones while a lifecycle operation runs, so the test
+// can show that no request failed and no update was lost.
+type writer struct {
+	e          *env
+	token, url string
+	ids        []string
+	stop       chan struct{}
+	done       chan struct{}
+
+	mu       sync.Mutex
+	last     map[string]float64 // row id -> revenue last written
+	created  map[string]string  // new row id -> name
+	writes   int
+	failures []string
+}
+
+func (e *env) startWriter(token, dataURL string, ids []string) *writer {
+	w := &writer{e: e, token: token, url: strings.TrimSuffix(e.Server.URL(), "/") + dataURL, ids: ids,
+		stop: make(chan struct{}), done: make(chan struct{}), last: map[string]float64{}, created: map[string]string{}}
+	go w.run()
+	return w
+}
+
+func (w *writer) call(method, path string, body string, hdr map[string]string, out any) (int, error) {
+	req, err := http.NewRequest(method, w.url+path, strings.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+w.token)
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := w.e.HTTP.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if out != nil {
+		return resp.StatusCode, json.NewDecoder(resp.Body).Decode(out)
+	}
+	return resp.StatusCode, nil
+}
+
+func (w *writer) fail(format string, args ...any) {
+	w.mu.Lock()
+	w.failures = append(w.failures, fmt.Sprintf(format, args...))
+	w.mu.Unlock()
+}
+
+func (w *writer) run() {
+	defer close(w.done)
+	for n := 0; ; n++ {
+		select {
+		case <-w.stop:
+			return
+		default:
+		}
+		id := w.ids[n%len(w.ids)]
+		var row map[string]any
+		if code, err := w.call("GET", "account("+id+")", "", nil, &row); err != nil || code != http.StatusOK {
+			w.fail("read %s: %d %v", id, code, err)
+			continue
+		}
+		revenue := float64(1_000_000 + n)
+		code, err := w.call("PATCH", "account("+id+")", fmt.Sprintf(`{"revenue":%d}`, int(revenue)),
+			map[string]string{"If-Match": row["@odata.etag"].(string)}, nil)
+		if err != nil || code >= 300 {
+			w.fail("update %s: %d %v", id, code, err)
+			continue
+		}
+		name := fmt.Sprintf("written during the operation %d", n)
+		var created map[string]any
+		if code, err := w.call("POST", "account", fmt.Sprintf(`{"name":%q,"revenue":1}`, name), nil, &created); err != nil || code != http.StatusCreated {
+			w.fail("create: %d %v", code, err)
+			continue
+		}
+		w.mu.Lock()
+		w.last[id] = revenue
+		w.created[created["accountid"].(string)] = name
+		w.writes++
+		w.mu.Unlock()
+	}
+}
+
+// finish stops the writer and fails the test if any request failed.
+func (w *writer) finish(t *testing.T, step string, want map[string]string) map[string]float64 {
+	t.Helper()
+	close(w.stop)
+	<-w.done
+	if len(w.failures) > 0 {
+		t.Fatalf("%s: %d of the writer's requests failed, first: %s", step, len(w.failures), w.failures[0])
+	}
+	if w.writes == 0 {
+		t.Fatalf("%s: the writer wrote nothing while the operation ran", step)
+	}
+	for id, name := range w.created {
+		want[id] = name
+	}
+	return w.last
+}
 
 // lifecycle posts a link or unlink and follows operation-location until the
 // operation ends, as Microsoft's scripts do.
@@ -211,6 +320,7 @@ func TestEnvironmentCMKWalk(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
+	revenue := map[string]float64{} // last revenue the writers set, by row id
 	checkRows := func(step string) {
 		t.Helper()
 		got := map[string]string{}
@@ -225,7 +335,11 @@ func TestEnvironmentCMKWalk(t *testing.T) {
 				t.Fatalf("%s: list rows: %d %s", step, resp.StatusCode, b)
 			}
 			for _, r := range page.Value {
-				got[r["accountid"].(string)] = r["name"].(string)
+				id := r["accountid"].(string)
+				got[id] = r["name"].(string)
+				if want, ok := revenue[id]; ok && r["revenue"] != want {
+					t.Fatalf("%s: row %s revenue = %v, want %v: an update was lost", step, id, r["revenue"], want)
+				}
 			}
 			next = page.Next
 		}
@@ -248,8 +362,24 @@ func TestEnvironmentCMKWalk(t *testing.T) {
 	keyManagedBy := func() string { return envView()["protectionStatus"].(map[string]any)["keyManagedBy"].(string) }
 	checkRows("under the platform key")
 
-	// Add the environment to the first policy: linked, encrypted, every row equal.
-	e.lifecycle(t, bap, envID, "link", strings.ToUpper(first.systemID))
+	hot := make([]string, 0, 16)
+	for id := range want {
+		if hot = append(hot, id); len(hot) == 16 {
+			break
+		}
+	}
+	during := func(step string, op func()) {
+		t.Helper()
+		w := e.startWriter(bap, data, hot)
+		op()
+		for id, v := range w.finish(t, step, want) {
+			revenue[id] = v
+		}
+	}
+
+	// Add the environment to the first policy, with a writer at work:
+	// linked, encrypted, every row equal, no write failed or lost.
+	during("link", func() { e.lifecycle(t, bap, envID, "link", strings.ToUpper(first.systemID)) })
 	if got := keyManagedBy(); got != "Customer" {
 		t.Fatalf("keyManagedBy after link = %s", got)
 	}
@@ -282,16 +412,59 @@ func TestEnvironmentCMKWalk(t *testing.T) {
 	checkRows("after re-enable")
 
 	// Change key: link to the second policy while linked.
-	e.lifecycle(t, bap, envID, "link", second.systemID)
+	during("swap", func() { e.lifecycle(t, bap, envID, "link", second.systemID) })
 	if pid := envView()["enterprisePolicies"].(map[string]any)["customerManagedKeys"].(map[string]any)["id"]; !strings.EqualFold(fmt.Sprint(pid), second.policyID) {
 		t.Fatalf("linked policy after swap = %v", pid)
 	}
 	checkRows("after swap")
 
 	// Revert to the platform key.
-	e.lifecycle(t, bap, envID, "unlink", second.systemID)
+	during("unlink", func() { e.lifecycle(t, bap, envID, "unlink", second.systemID) })
 	if got := keyManagedBy(); got != "Microsoft" {
 		t.Fatalf("keyManagedBy after unlink = %s", got)
 	}
 	checkRows("after unlink")
+
+	// No row content and no root-key bytes in the database files or the log.
+	gens, err := e.Server.Store().ListGenerations(ctx, envID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var secrets [][]byte
+	for _, g := range gens {
+		if g.State == keyhold.GenerationDestroyed {
+			continue
+		}
+		k, err := e.Server.Environments().Keyring().Get(ctx, envID, g.Generation)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw := k.Reveal()
+		secrets = append(secrets, bytes.Clone(raw), []byte(hex.EncodeToString(raw)),
+			[]byte(base64.StdEncoding.EncodeToString(raw)), []byte(base64.RawURLEncoding.EncodeToString(raw)))
+		k.Wipe()
+	}
+	if len(secrets) == 0 {
+		t.Fatal("no live root-key generation to look for")
+	}
+	secrets = append(secrets, []byte("confidential"))
+	files, _ := filepath.Glob(filepath.Join(e.Dir, "keyhold.db*"))
+	if len(files) < 2 {
+		t.Fatalf("database files = %v, want the main file and its WAL", files)
+	}
+	places := map[string][]byte{"the server log": []byte(e.Logs.String())}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		places[filepath.Base(f)] = b
+	}
+	for where, b := range places {
+		for i, sec := range secrets {
+			if bytes.Contains(b, sec) {
+				t.Errorf("%s holds secret %d (a root key or row content)", where, i)
+			}
+		}
+	}
 }
