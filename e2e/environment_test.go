@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/authorization/armauthorization/v2"
@@ -23,6 +24,8 @@ import (
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/identity"
+	"github.com/keyhold/keyhold/internal/testenv"
+	"github.com/keyhold/keyhold/server"
 )
 
 // cmk is a customer's key set up as the seed's key vault administrator does
@@ -239,11 +242,81 @@ func (e *env) lifecycle(t *testing.T, token, envID, verb, systemID string) {
 // is restored, moved to a second policy's key, and reverted to the platform
 // key; every row reads back equal after each step.
 func TestEnvironmentCMKWalk(t *testing.T) {
+	e := start(t, "")
+	walkEnvironment(t, e, func(secrets [][]byte) {
+		files, _ := filepath.Glob(filepath.Join(e.Dir, "keyhold.db*"))
+		if len(files) < 2 {
+			t.Fatalf("database files = %v, want the main file and its WAL", files)
+		}
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			scan(t, filepath.Base(f), b, secrets)
+		}
+	})
+}
+
+// TestEnvironmentCMKWalkPostgres is the same walk on PostgreSQL, scanning
+// every table's data for secrets.
+func TestEnvironmentCMKWalkPostgres(t *testing.T) {
+	dsn, schema, db := testenv.PostgresSchema(t)
+	e := &env{testenv.Start(t, testenv.WithCapturedLogs(), testenv.WithConfig(func(c *server.Config) {
+		c.DatabaseURL = dsn
+		c.RegistrationDelay = 50 * time.Millisecond
+	}))}
+	walkEnvironment(t, e, func(secrets [][]byte) {
+		ctx := context.Background()
+		tables, err := db.QueryContext(ctx, `SELECT table_name FROM information_schema.tables WHERE table_schema = $1`, schema)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for tables.Next() {
+			var n string
+			tables.Scan(&n)
+			names = append(names, n)
+		}
+		tables.Close()
+		if len(names) < 10 {
+			t.Fatalf("schema %s has %d tables", schema, len(names))
+		}
+		for _, n := range names {
+			// Each row as its text form: every column, bytea as hex.
+			rows, err := db.QueryContext(ctx, fmt.Sprintf(`SELECT t::text FROM %s.%s t`, schema, n))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var all []byte
+			for rows.Next() {
+				var line string
+				rows.Scan(&line)
+				all = append(all, line...)
+			}
+			rows.Close()
+			scan(t, "table "+n, all, secrets)
+		}
+	})
+}
+
+// scan fails the test if b holds any of secrets.
+func scan(t *testing.T, where string, b []byte, secrets [][]byte) {
+	t.Helper()
+	for i, sec := range secrets {
+		if bytes.Contains(b, sec) {
+			t.Errorf("%s holds secret %d (a root key or row content)", where, i)
+		}
+	}
+}
+
+// walkEnvironment is the platform administrator's walk on server e; scanStore
+// looks for the secrets it is given in the server's stored data.
+func walkEnvironment(t *testing.T, e *env, scanStore func(secrets [][]byte)) {
 	rows := 10000
 	if testing.Short() {
 		rows = 500
 	}
-	e := start(t, "")
 	ctx := context.Background()
 	sub := e.Boot.SubscriptionID
 	owner, opts := e.ServicePrincipal(), e.ARMOptions()
@@ -440,6 +513,8 @@ func TestEnvironmentCMKWalk(t *testing.T) {
 			t.Fatal(err)
 		}
 		raw := k.Reveal()
+		// Raw bytes, and the text forms a database or a log could hold them in
+		// (PostgreSQL shows bytea as \x + hex).
 		secrets = append(secrets, bytes.Clone(raw), []byte(hex.EncodeToString(raw)),
 			[]byte(base64.StdEncoding.EncodeToString(raw)), []byte(base64.RawURLEncoding.EncodeToString(raw)))
 		k.Wipe()
@@ -448,23 +523,6 @@ func TestEnvironmentCMKWalk(t *testing.T) {
 		t.Fatal("no live root-key generation to look for")
 	}
 	secrets = append(secrets, []byte("confidential"))
-	files, _ := filepath.Glob(filepath.Join(e.Dir, "keyhold.db*"))
-	if len(files) < 2 {
-		t.Fatalf("database files = %v, want the main file and its WAL", files)
-	}
-	places := map[string][]byte{"the server log": []byte(e.Logs.String())}
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		places[filepath.Base(f)] = b
-	}
-	for where, b := range places {
-		for i, sec := range secrets {
-			if bytes.Contains(b, sec) {
-				t.Errorf("%s holds secret %d (a root key or row content)", where, i)
-			}
-		}
-	}
+	scan(t, "the server log", []byte(e.Logs.String()), secrets)
+	scanStore(secrets)
 }
