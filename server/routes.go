@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/admin"
 	"github.com/keyhold/keyhold/audit"
 	"github.com/keyhold/keyhold/dataverse"
 	"github.com/keyhold/keyhold/environment"
@@ -100,6 +101,8 @@ func (s *Server) surfaces() []surface {
 		{name: "data", match: prefix("/environments"), audience: identity.AudiencePlatform, handler: s.data.Handler()},
 		{name: "arm", match: prefixFold("/providers"), audience: identity.AudienceManagement, handler: s.arm.Handler()},
 		{name: "arm", match: prefixFold("/tenants"), audience: identity.AudienceManagement, handler: s.arm.Handler()},
+		// Pages authenticate with their own session cookie.
+		{name: "admin", match: prefix(admin.Prefix), handler: s.admin.Handler()},
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/admin"
 	"github.com/keyhold/keyhold/arm"
 	"github.com/keyhold/keyhold/audit"
 	"github.com/keyhold/keyhold/dataverse"
@@ -68,6 +69,9 @@ type Server struct {
 	kmsCalls     *kms.Metrics
 	// data is the environment data API (/environments/{id}/api/data/v9.2/).
 	data *dataverse.Service
+	// admin serves the web pages; they call the APIs in-process through api.
+	admin *admin.Admin
+	api   http.Handler
 
 	// stopBackground ends the background loops (the vault's rotator and
 	// purger); background is closed when they have returned.
@@ -210,13 +214,21 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 		PublicURL: s.publicURL, Logger: logger, Now: cfg.Now})
 	s.arm.Register(s.deploy.ResourceType())
 
+	s.admin, err = admin.New(admin.Config{PublicURL: s.publicURL, Authenticate: s.identity.AuthenticateToken, Logger: logger, Now: cfg.Now,
+		// The chain is built below; pages only call it while serving.
+		API: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.api.ServeHTTP(w, r) })})
+	if err != nil {
+		return nil, err
+	}
+
 	s.bootstrap, err = s.runBootstrap(ctx)
 	if err != nil {
 		return nil, err
 	}
 
+	s.api = s.Handler()
 	s.http = &http.Server{
-		Handler:           s.Handler(),
+		Handler:           s.api,
 		TLSConfig:         pki.TLSConfig(cert),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Minute,
