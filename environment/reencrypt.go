@@ -2,8 +2,11 @@ package environment
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
+	"runtime"
 	"strings"
+	"sync"
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/envelope"
@@ -106,44 +109,63 @@ func (s *Service) reencryptPass(ctx context.Context, r *run, envID string, gen i
 	return s.reencryptFiles(ctx, r, envID, gen, strings.TrimPrefix(cursor, cursorFiles))
 }
 
+// reencryptRows moves the rows below gen, after the cursor, to gen. Listing
+// and sealing the next batch overlaps writing the current one (one batch
+// ahead, so memory stays bounded); the cursor is still saved only after a
+// batch is written, so a crash resumes at the first batch not committed.
 func (s *Service) reencryptRows(ctx context.Context, r *run, envID string, gen int64, afterTable, afterID string) error {
 	batch := s.lcfg().BatchSize
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait() // after cancel: no store call outlives the pass
+	defer cancel()
+	type sealedBatch struct {
+		rows []*keyhold.SealedRow
+		err  error
+	}
+	ahead := make(chan sealedBatch, 1)
+	wg.Go(func() {
+		defer close(ahead)
+		at, aid := afterTable, afterID
+		for {
+			rows, err := s.cfg.Store.ListRowsBelowGeneration(ctx, envID, gen, at, aid, batch)
+			if err == nil && len(rows) > 0 {
+				at, aid = rows[len(rows)-1].Table, rows[len(rows)-1].ID
+				rows, err = s.resealBatch(ctx, envID, gen, rows)
+			}
+			select {
+			case ahead <- sealedBatch{rows, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil || len(rows) == 0 {
+				return
+			}
+		}
+	})
 	for {
-		if err := ctx.Err(); err != nil {
-			return err
+		var b sealedBatch
+		select {
+		case b = <-ahead:
+		case <-ctx.Done():
+			return ctx.Err()
 		}
-		rows, err := s.cfg.Store.ListRowsBelowGeneration(ctx, envID, gen, afterTable, afterID, batch)
-		if err != nil {
-			return err
+		if b.err != nil {
+			return b.err
 		}
-		if len(rows) == 0 {
+		if len(b.rows) == 0 {
 			return nil
 		}
-		out := make([]*keyhold.SealedRow, 0, len(rows))
-		for _, row := range rows {
-			b := envelope.RowBinding(envID, row.Table, row.ID)
-			pt, err := s.ring.Open(ctx, b, row.Sealed)
-			if err != nil {
-				return reencryptError(err, "row "+row.Table+"/"+row.ID)
-			}
-			sealed, err := s.ring.Seal(ctx, gen, b, pt)
-			clear(pt)
-			if err != nil {
-				return reencryptError(err, "row "+row.Table+"/"+row.ID)
-			}
-			nr := *row
-			nr.Sealed, nr.Generation = sealed, gen
-			out = append(out, &nr)
-		}
-		if _, err := s.cfg.Store.ResealRows(ctx, out); err != nil {
+		last := b.rows[len(b.rows)-1]
+		// The batch and the cursor past it commit together: one commit
+		// (one fsync on SQLite) per batch, and no cursor ahead of the rows.
+		if err := r.saveWith(ctx, func(tx keyhold.Store) error {
+			_, err := tx.ResealRows(ctx, b.rows)
 			return err
-		}
-		last := rows[len(rows)-1]
-		afterTable, afterID = last.Table, last.ID
-		if err := r.save(ctx, func(op *keyhold.Operation) {
-			at, _ := json.Marshal([2]string{afterTable, afterID})
+		}, func(op *keyhold.Operation) {
+			at, _ := json.Marshal([2]string{last.Table, last.ID})
 			op.Cursor = cursorRows + string(at)
-			op.Done = min(op.Done+int64(len(rows)), op.Total)
+			op.Done = min(op.Done+int64(len(b.rows)), op.Total)
 		}); err != nil {
 			return err
 		}
@@ -226,6 +248,128 @@ func (s *Service) reencryptFile(ctx context.Context, f *keyhold.File, gen int64)
 			done++
 		}
 	}
+}
+
+// resealBatch opens every row of a batch and seals it again under gen,
+// spread over GOMAXPROCS workers; out[i] is rows[i] resealed, so that
+// ResealRows sees the batch in the order it was listed. The root keys the
+// batch needs are fetched from the keyring once, not once per row, and
+// wiped when the batch is done. It returns the first failing row's error
+// (reencryptError), with the keyring's code for a generation that cannot
+// be unwrapped.
+func (s *Service) resealBatch(ctx context.Context, envID string, gen int64, rows []*keyhold.SealedRow) ([]*keyhold.SealedRow, error) {
+	keys := map[int64]keyhold.Secret{}
+	defer func() {
+		for _, k := range keys {
+			k.Wipe()
+		}
+	}()
+	need := func(g int64, what string) error {
+		if _, ok := keys[g]; ok {
+			return nil
+		}
+		k, err := s.ring.Get(ctx, envID, g)
+		if err != nil {
+			return reencryptError(err, what)
+		}
+		keys[g] = k
+		return nil
+	}
+	if err := need(gen, "rows of "+envID); err != nil {
+		return nil, err
+	}
+	for _, row := range rows {
+		// A header that does not parse is left to Open, which names the row.
+		if g, err := envelope.GenerationOf(row.Sealed); err == nil {
+			if err := need(g, "row "+row.Table+"/"+row.ID); err != nil {
+				return nil, err
+			}
+		}
+	}
+	lookup := func(g int64) (keyhold.Secret, error) {
+		if k, ok := keys[g]; ok {
+			return k, nil
+		}
+		return keyhold.Secret{}, keyhold.Errorc(keyhold.EConflict, envelope.DetailIntegrity, "the record names root-key generation %d, which its header did not", g)
+	}
+	target := keys[gen]
+	out := make([]*keyhold.SealedRow, len(rows))
+	errs := make([]error, len(rows))
+	reseal := func(i int) {
+		row := rows[i]
+		b := envelope.RowBinding(envID, row.Table, row.ID)
+		pt, err := envelope.Open(lookup, b, row.Sealed)
+		if err != nil {
+			errs[i] = reencryptError(err, "row "+row.Table+"/"+row.ID)
+			return
+		}
+		sealed, err := envelope.SealRand(rand.Reader, target, gen, b, pt)
+		clear(pt)
+		if err != nil {
+			errs[i] = reencryptError(err, "row "+row.Table+"/"+row.ID)
+			return
+		}
+		nr := *row
+		nr.Sealed, nr.Generation = sealed, gen
+		out[i] = &nr
+	}
+	// Contiguous chunks, one per worker: the keys are only read meanwhile.
+	workers := min(runtime.GOMAXPROCS(0), (len(rows)+minRowsPerWorker-1)/minRowsPerWorker)
+	if workers <= 1 {
+		for i := range rows {
+			reseal(i)
+		}
+	} else {
+		var wg sync.WaitGroup
+		chunk := (len(rows) + workers - 1) / workers
+		for lo := 0; lo < len(rows); lo += chunk {
+			hi := min(lo+chunk, len(rows))
+			wg.Go(func() {
+				for i := lo; i < hi; i++ {
+					reseal(i)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// minRowsPerWorker keeps small batches on one goroutine, where starting
+// workers would cost more than the cryptography.
+const minRowsPerWorker = 32
+
+// saveWith runs work and saves the operation changed by change in one
+// transaction, renewing the lease as save does. The change reaches the
+// in-memory operation only once committed, so that a failed batch is never
+// recorded as done.
+func (r *run) saveWith(ctx context.Context, work func(tx keyhold.Store) error, change func(op *keyhold.Operation)) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	next := *r.op
+	change(&next)
+	now := r.s.now().UTC()
+	next.UpdatedAt = now
+	if next.State == keyhold.OpRunning || next.State == keyhold.OpNotStarted {
+		next.LeaseOwner = r.s.nodeID()
+		next.LeaseUntil = now.Add(r.s.lcfg().LeaseDuration)
+	}
+	err := r.s.cfg.Store.InTx(ctx, func(tx keyhold.Store) error {
+		if err := work(tx); err != nil {
+			return err
+		}
+		return tx.UpdateOperation(ctx, &next)
+	})
+	if err != nil {
+		return err
+	}
+	*r.op = next
+	return nil
 }
 
 // reencryptError says which record the job could not move, keeping the

@@ -1,15 +1,18 @@
 package environment
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/envelope"
 )
 
 // TestLinkWithConcurrentWriter links an environment of 10,000 rows while a
@@ -210,4 +213,58 @@ func TestResumeAfterCrash(t *testing.T) {
 		t.Fatalf("the resumed job's first batch ended at %q, not after the saved cursor %q", firstCursor, crashed.Cursor)
 	}
 	f.checkRows(t, e.ID, want)
+}
+
+// TestResealBatch reseals a batch large enough to be spread over workers:
+// every row comes back in its place under the new generation with the same
+// content, and a row holding another row's ciphertext fails the batch with
+// an integrity error that names it.
+func TestResealBatch(t *testing.T) {
+	f := newFixture(t)
+	e := f.create(t, keyhold.EnvProduction)
+	ctx := context.Background()
+	want := f.seedRows(t, e.ID, 200, 100)
+	rows, err := f.store.ListRowsBelowGeneration(ctx, e.ID, 99, "", "", 1000)
+	if err != nil || len(rows) != 200 {
+		t.Fatalf("listed %d rows, err %v", len(rows), err)
+	}
+	gen := rows[0].Generation // resealed anew under the same generation: fresh salt and nonce
+	for _, tc := range []struct {
+		name    string
+		moved   int // index of a row given another row's ciphertext; -1 none
+		wantErr string
+	}{
+		{"all good", -1, ""},
+		{"moved ciphertext", 137, "row accounts/row-000137"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := make([]*keyhold.SealedRow, len(rows))
+			for i, r := range rows {
+				c := *r
+				in[i] = &c
+			}
+			if tc.moved >= 0 {
+				in[tc.moved].Sealed = rows[tc.moved-1].Sealed
+			}
+			out, err := f.svc.resealBatch(ctx, e.ID, gen, in)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(keyhold.ErrorMessage(err), tc.wantErr) || keyhold.ErrorCode(err) != keyhold.EConflict {
+					t.Fatalf("err = %v (%s), want EConflict naming %q", err, keyhold.ErrorMessage(err), tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, r := range out {
+				if r.ID != rows[i].ID || r.Generation != gen || bytes.Equal(r.Sealed, rows[i].Sealed) {
+					t.Fatalf("out[%d] = %s gen %d (sealed anew: %v), want %s gen %d resealed", i, r.ID, r.Generation, !bytes.Equal(r.Sealed, rows[i].Sealed), rows[i].ID, gen)
+				}
+				got, err := f.svc.Keyring().Open(ctx, envelope.RowBinding(e.ID, r.Table, r.ID), r.Sealed)
+				if err != nil || !bytes.Equal(got, want[r.ID]) {
+					t.Fatalf("row %s opens to %q, %v; want %q", r.ID, got, err, want[r.ID])
+				}
+			}
+		})
+	}
 }
