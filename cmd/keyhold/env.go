@@ -32,12 +32,11 @@ func envCommand() *command {
 	}
 }
 
-// envVerbs is the verb table of the env noun.
-//
-// TODO(lifecycle): append envPolicyVerbs()... (add-policy, remove-policy,
-// swap-policy with --wait, from env_policy.go) once that file is on main.
+// envVerbs is the verb table of the env noun; the lifecycle verbs
+// (add-policy, remove-policy, swap-policy) come from env_policy.go.
 func envVerbs() []*command {
-	return []*command{envCreate(), envList(), envShow(), envDelete(), envReenable(), envHistory(), envRoleCommand(), envSettingsCommand()}
+	return append([]*command{envCreate(), envList(), envShow(), envDelete(), envReenable(), envHistory(), envRoleCommand(), envSettingsCommand()},
+		envPolicyVerbs()...)
 }
 
 // envIDArg returns the one positional environment id, or a usage error.
