@@ -70,6 +70,12 @@ type LifecycleConfig struct {
 	RotationCheck time.Duration
 	// Workers is how many operations this process runs at once; 0 means 2.
 	Workers int
+	// Exclusive says no other process runs lifecycle operations on this
+	// store (SQLite in one data directory), so that leases found when the
+	// worker starts were left by a crashed run of this process and are taken
+	// back at once instead of after LeaseDuration. Never set it on a store
+	// that several servers share (PostgreSQL).
+	Exclusive bool
 }
 
 func (c LifecycleConfig) withDefaults() LifecycleConfig {
@@ -313,6 +319,11 @@ func (s *Service) nodeID() string {
 // also follows new key versions (rotate.go). It returns nil when ctx ends.
 func (s *Service) RunWorker(ctx context.Context) error {
 	cfg := s.lcfg()
+	if cfg.Exclusive {
+		if err := s.reclaimLeases(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("environment: taking back leases of a previous run", "err", err.Error())
+		}
+	}
 	var wg sync.WaitGroup
 	for range cfg.Workers {
 		wg.Add(1)
@@ -327,6 +338,35 @@ func (s *Service) RunWorker(ctx context.Context) error {
 		s.rotationLoop(ctx)
 	}()
 	wg.Wait()
+	return nil
+}
+
+// reclaimLeases makes the operations that a previous run of this process
+// left leased due at once. Every lease it granted ends by now plus
+// LeaseDuration, so claiming with that as the cutoff finds them all; each is
+// claimed first (its lease moved past the cutoff, so that the loop ends),
+// then released.
+func (s *Service) reclaimLeases(ctx context.Context) error {
+	now := s.now().UTC()
+	cutoff := now.Add(s.lcfg().LeaseDuration)
+	var claimed []*keyhold.Operation
+	for {
+		op, err := s.cfg.Store.LeaseOperation(ctx, s.nodeID(), cutoff, cutoff.Add(time.Second))
+		if keyhold.IsNotFound(err) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		claimed = append(claimed, op)
+	}
+	for _, op := range claimed {
+		op.LeaseOwner, op.LeaseUntil = "", now
+		if err := s.cfg.Store.UpdateOperation(ctx, op); err != nil {
+			return err
+		}
+		s.log.Info("environment: resuming an operation a previous run left", "operation", op.ID, "environment", op.EnvironmentID)
+	}
 	return nil
 }
 
@@ -397,8 +437,15 @@ func (s *Service) execute(ctx context.Context, op *keyhold.Operation) error {
 	cancel()
 	<-renewed
 	if ctx.Err() != nil {
-		// The process is stopping: leave the operation Running for the
-		// next lease, which resumes it.
+		// The process is stopping: leave the operation Running and its
+		// lease ended, so that the next worker (this server restarted, or
+		// another) resumes it at once.
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.op.LeaseOwner, r.op.LeaseUntil = "", s.now().UTC()
+		if err := s.cfg.Store.UpdateOperation(context.WithoutCancel(ctx), r.op); err != nil {
+			s.log.Warn("environment: release operation lease", "operation", op.ID, "err", err.Error())
+		}
 		return nil
 	}
 	if err != nil {

@@ -288,3 +288,43 @@ func TestFailedLinkResumes(t *testing.T) {
 	}
 	f.checkRows(t, e.ID, want)
 }
+
+// TestReclaimLeasesOnStart: an operation a crashed run left leased is run
+// at once by a worker on an exclusive store, and left alone (until its
+// lease ends) on a shared one.
+func TestReclaimLeasesOnStart(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		exclusive bool
+		wantRan   bool
+	}{
+		{"exclusive store", true, true},
+		{"shared store", false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, e, p := linkable(t)
+			ctx := context.Background()
+			op, err := f.svc.Link(ctx, f.admin, e.ID, p.SystemID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			now := f.clock.Now().UTC()
+			if _, err := f.store.LeaseOperation(ctx, "keyhold", now, now.Add(DefaultLeaseDuration)); err != nil {
+				t.Fatal(err) // the crashed run's lease
+			}
+			f.svc.cfg.Lifecycle.Exclusive = tc.exclusive
+			if tc.exclusive {
+				if err := f.svc.reclaimLeases(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ran, err := f.svc.RunOnce(ctx)
+			if err != nil || ran != tc.wantRan {
+				t.Fatalf("RunOnce = %v, %v; want %v", ran, err, tc.wantRan)
+			}
+			if got := f.op(t, op.ID); (got.State == keyhold.OpSucceeded) != tc.wantRan {
+				t.Errorf("operation %s after RunOnce, want succeeded %v", got.State, tc.wantRan)
+			}
+		})
+	}
+}

@@ -202,7 +202,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 	s.environments = environment.New(environment.Config{
 		Store: s.store, Wrapper: wrapper, PlatformKey: platformKey, Policies: s.policies, Authz: s.authz, Events: s.events,
 		Profile: cfg.Profile, Logger: logger, Now: cfg.Now,
-		Lifecycle: environment.LifecycleConfig{Checker: s.health},
+		// On SQLite this process is the only worker, so that a restart
+		// after a crash resumes lifecycle operations at once.
+		Lifecycle: environment.LifecycleConfig{Checker: s.health, Exclusive: cfg.DatabaseURL == ""},
 	})
 	s.data = dataverse.New(dataverse.Config{Store: s.store, Open: dataOpen(s.environments), Logger: logger, Now: cfg.Now})
 	s.metrics.Registry.MustRegister(s.data.Metrics())
