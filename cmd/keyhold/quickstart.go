@@ -21,9 +21,6 @@ import (
 // platform administrator needs on a policy to link environments to it.
 const readerRoleDefinition = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
 
-// bapShown is how printed API calls show the platform admin API's prefix.
-const bapShown = "/" + client.BAPPrefix
-
 // quickstartRows is how many sample rows the environment gets: enough to
 // show re-encryption progress, few enough to stay quick.
 const quickstartRows = 50
@@ -296,7 +293,7 @@ func (q *qs) story() []qsStep {
 		qsStep{cmd: fmt.Sprintf("keyhold data table create --env ENV --name account --column name:String --column revenue:Integer && keyhold data row create --env ENV --table account --data '{\"name\":\"Contoso 000\",\"revenue\":0}'   (x%d)", quickstartRows),
 			hint: "the environment's data API is at /environments/{id}/api/data/v9.2/",
 			run:  q.sampleRows},
-		qsStep{cmd: fmt.Sprintf("POST %senvironments/ENV/enterprisePolicies/Encryption/link {\"SystemId\": <ep-qs1-%s's systemId>}   (add, as Microsoft's script does)", bapShown, q.sfx),
+		qsStep{cmd: fmt.Sprintf("keyhold env add-policy --env ENV --policy ep-qs1-%s --wait", q.sfx),
 			hint: "the policy must be Healthy, in the environment's region, and readable by the platform administrator",
 			run:  func(ctx context.Context) (string, error) { return q.link(ctx, 0, "Add") }},
 		qsStep{cmd: fmt.Sprintf("keyhold vault delete-policy --name %s --object-id <ep-qs1-%s's identity>   (revoke the key)", q.vault, q.sfx),
@@ -305,10 +302,10 @@ func (q *qs) story() []qsStep {
 		qsStep{cmd: fmt.Sprintf("keyhold vault set-policy --name %s --object-id <ep-qs1-%s's identity> --preset cmk && keyhold env reenable ENV", q.vault, q.sfx),
 			hint: "re-enable needs the key back: the policy must be Healthy again",
 			run:  q.restore},
-		qsStep{cmd: fmt.Sprintf("POST %senvironments/ENV/enterprisePolicies/Encryption/link {\"SystemId\": <ep-qs2-%s's systemId>}   (change key)", bapShown, q.sfx),
+		qsStep{cmd: fmt.Sprintf("keyhold env swap-policy --env ENV --policy ep-qs2-%s --wait   (change key)", q.sfx),
 			hint: "changing key is a link to another Healthy policy while linked; the data is re-wrapped online",
 			run:  func(ctx context.Context) (string, error) { return q.link(ctx, 1, "Change key") }},
-		qsStep{cmd: fmt.Sprintf("POST %senvironments/ENV/enterprisePolicies/Encryption/unlink {\"SystemId\": <ep-qs2-%s's systemId>}   (remove)", bapShown, q.sfx),
+		qsStep{cmd: "keyhold env remove-policy --env ENV --wait",
 			hint: "removing reverts the environment to the platform-managed key; the policy's key must still be usable",
 			run:  q.unlink},
 	)
@@ -506,8 +503,9 @@ func (q *qs) checkRows(ctx context.Context) error {
 	return nil
 }
 
-// lifecycle posts a link or unlink as Microsoft's scripts do and follows
-// its operation, drawing the encryption progress, until it ends.
+// lifecycle posts a link or unlink as Microsoft's scripts do (the BAP
+// route, body {"SystemId"}, then operation-location) and follows the
+// operation, drawing its progress, until it ends.
 func (q *qs) lifecycle(ctx context.Context, verb, systemID string) error {
 	path := client.BAPPrefix + "environments/" + q.envID + "/enterprisePolicies/Encryption/" + verb + "?api-version=2019-10-01"
 	resp, err := q.pp.Do(ctx, http.MethodPost, client.AudienceBAP, path, map[string]string{"SystemId": systemID}, nil)
@@ -679,7 +677,7 @@ func (q *qs) unlink(ctx context.Context) (string, error) {
 func (q *qs) runCleanup(ctx context.Context) {
 	var steps []qsStep
 	if q.linked != nil && q.pp != nil {
-		steps = append(steps, qsStep{cmd: "POST " + bapShown + "environments/ENV/enterprisePolicies/Encryption/unlink", run: q.unlink})
+		steps = append(steps, qsStep{cmd: "keyhold env remove-policy --env ENV --wait", run: q.unlink})
 	}
 	if q.created.env {
 		steps = append(steps, qsStep{cmd: "keyhold env delete " + q.envID + " --yes", run: func(ctx context.Context) (string, error) {
