@@ -430,6 +430,7 @@ func (q *qs) createAdmin(ctx context.Context) (string, error) {
 	}
 	u, err := q.c.CreateUser(ctx, q.ppUPN, "Platform Admin "+q.sfx, pw)
 	if err != nil {
+		os.Remove(q.pwFile) // a password of no user
 		return "", err
 	}
 	q.created.user, q.ppID = true, u.ID
