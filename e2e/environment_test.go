@@ -227,7 +227,9 @@ func (e *env) lifecycle(t *testing.T, token, envID, verb, systemID string) {
 		State struct{ ID string }      `json:"state"`
 		Error struct{ Message string } `json:"error"`
 	}
-	waitFor(t, verb+" operation", func() bool {
+	// Re-encrypting 10,000 rows under the race detector on a busy machine
+	// takes a while; the bound only stops a stuck operation.
+	waitForUpTo(t, 10*time.Minute, verb+" operation", func() bool {
 		e.Do("GET", loc, token, nil, &op)
 		return op.State.ID == "Succeeded" || op.State.ID == "Failed"
 	})
