@@ -155,6 +155,7 @@ var funcs = template.FuncMap{
 		return t.UTC().Format("2006-01-02 15:04:05 UTC")
 	},
 	"lower":       strings.ToLower,
+	"list":        func(s ...string) []string { return s },
 	"pathEscape":  url.PathEscape,
 	"queryEscape": url.QueryEscape,
 	"stateClass": func(s string) string {

@@ -1,7 +1,10 @@
 package admin
 
 import (
+	"errors"
+
 	"encoding/json"
+	"github.com/keyhold/keyhold/client"
 	"net/http"
 )
 
@@ -14,3 +17,5 @@ func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.Write(b)
 }
+
+func asClientError(err error, target **client.Error) bool { return errors.As(err, target) }

@@ -28,7 +28,7 @@ func (a *Admin) routes() {
 	m.HandleFunc("GET /admin/policy", a.page(true, a.policyPage))
 	m.HandleFunc("POST /admin/policy/add", a.page(true, a.addEnvironments))
 	m.HandleFunc("POST /admin/policy/remove", a.page(true, a.removeEnvironment))
-	m.HandleFunc("GET /admin/vaults", a.page(false, a.vaults))
+	a.vaultRoutes(m)
 	m.HandleFunc("/admin/", func(w http.ResponseWriter, r *http.Request) {
 		a.render(w, r, a.sessionFrom(r), http.StatusNotFound, "error", errorView{Title: "Page not found", Message: "There is no page at " + r.URL.Path + "."})
 	})
@@ -557,30 +557,4 @@ func (a *Admin) removeEnvironment(w http.ResponseWriter, r *http.Request, s *ses
 	}
 	a.flash(s, "The environment is being moved back to the Microsoft-managed key.")
 	http.Redirect(w, r, "/admin/environments/"+url.PathEscape(envID), http.StatusSeeOther)
-}
-
-type vaultsView struct {
-	Vaults []client.Vault
-}
-
-func (a *Admin) vaults(w http.ResponseWriter, r *http.Request, s *session) {
-	ctx, c := r.Context(), a.client(s)
-	subs, err := c.ListSubscriptions(ctx)
-	if err != nil {
-		a.fail(w, r, s, err)
-		return
-	}
-	var v vaultsView
-	for _, sub := range subs {
-		vs, err := c.ListVaults(ctx, sub.SubscriptionID, "")
-		if err != nil {
-			if st := client.StatusCode(err); st == http.StatusForbidden || st == http.StatusNotFound {
-				continue
-			}
-			a.fail(w, r, s, err)
-			return
-		}
-		v.Vaults = append(v.Vaults, vs...)
-	}
-	a.render(w, r, s, http.StatusOK, "vaults", v)
 }
