@@ -1,0 +1,153 @@
+package admin_test
+
+import (
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/keyhold/keyhold/internal/testenv"
+)
+
+// pageClient is a cookie-keeping client that does not follow redirects,
+// so tests see each answer.
+func pageClient(t *testing.T, e *testenv.Env) *http.Client {
+	t.Helper()
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &http.Client{Transport: e.HTTP.Transport, Jar: jar,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+func do(t *testing.T, c *http.Client, method, u string, form url.Values) (*http.Response, string) {
+	t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, u, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+// TestPagesSecurity checks sign-in, the session cookie, CSRF, role checks,
+// redirects and error pages over HTTP, without a browser.
+func TestPagesSecurity(t *testing.T) {
+	e := testenv.Start(t)
+	base := strings.TrimSuffix(e.Server.URL(), "/")
+	const password = "Plain-user-password-42!"
+	_, upn := e.CreateUser("plain", password)
+
+	anon := pageClient(t, e)
+	tests := []struct {
+		name       string
+		method     string
+		path       string
+		form       url.Values
+		wantStatus int
+		wantIn     string // in the body, or the Location header for redirects
+		notIn      string
+	}{
+		{"signed out is sent to sign in", "GET", "/admin/environments", nil, http.StatusSeeOther, "/admin/signin?next=%2Fadmin%2Fenvironments", ""},
+		{"sign-in page", "GET", "/admin/signin", nil, http.StatusOK, `name="password"`, ""},
+		{"no user name", "POST", "/admin/signin", url.Values{"password": {"x"}}, http.StatusBadRequest, "Enter your user name", ""},
+		{"no password", "POST", "/admin/signin", url.Values{"username": {upn}}, http.StatusBadRequest, "Enter your password", ""},
+		{"wrong password", "POST", "/admin/signin", url.Values{"username": {upn}, "password": {"Wrong-secret-value-9"}}, http.StatusUnauthorized, "incorrect", "Wrong-secret-value-9"},
+		{"unknown page", "GET", "/admin/nowhere", nil, http.StatusNotFound, "Page not found", "{"},
+		{"post without session", "POST", "/admin/signout", url.Values{}, http.StatusUnauthorized, "Sign in again", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := do(t, anon, tt.method, base+tt.path, tt.form)
+			if resp.StatusCode != tt.wantStatus {
+				t.Fatalf("status = %d, want %d; body %s", resp.StatusCode, tt.wantStatus, body)
+			}
+			got := body
+			if resp.StatusCode == http.StatusSeeOther {
+				got = resp.Header.Get("Location")
+			}
+			if !strings.Contains(got, tt.wantIn) {
+				t.Errorf("got %q, want it to contain %q", got, tt.wantIn)
+			}
+			if tt.notIn != "" && strings.Contains(body, tt.notIn) {
+				t.Errorf("body contains %q", tt.notIn)
+			}
+		})
+	}
+
+	// A good sign-in sets a hardened cookie and keeps the redirect on the pages.
+	c := pageClient(t, e)
+	resp, _ := do(t, c, "POST", base+"/admin/signin", url.Values{"username": {upn}, "password": {password}, "next": {"//evil.example/"}})
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/admin/" {
+		t.Fatalf("sign-in: %d to %q, want 303 to /admin/", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	var cookie *http.Cookie
+	for _, ck := range resp.Cookies() {
+		if ck.Name == "__Host-keyhold_session" {
+			cookie = ck
+		}
+	}
+	if cookie == nil || !cookie.HttpOnly || !cookie.Secure || cookie.SameSite != http.SameSiteStrictMode || cookie.Path != "/" {
+		t.Fatalf("session cookie = %+v, want HttpOnly, Secure, SameSite=Strict, Path=/", cookie)
+	}
+	if strings.Contains(cookie.Value, ".") {
+		t.Fatal("the cookie looks like a token; it must be an opaque session id")
+	}
+
+	after := []struct {
+		name       string
+		method     string
+		path       string
+		form       url.Values
+		wantStatus int
+		wantIn     string
+	}{
+		{"home without admin roles", "GET", "/admin/", nil, http.StatusOK, "do not include the admin center"},
+		{"admin center refused", "GET", "/admin/environments", nil, http.StatusForbidden, "You don&#39;t have access"},
+		{"policies refused", "GET", "/admin/policies", nil, http.StatusForbidden, "You don&#39;t have access"},
+		{"post without CSRF token", "POST", "/admin/signout", url.Values{}, http.StatusForbidden, "Form expired"},
+		{"post with a wrong CSRF token", "POST", "/admin/vaults", url.Values{"csrf": {"forged"}}, http.StatusForbidden, "Form expired"},
+		{"policy access page for any signed-in user", "GET", "/admin/kv/policies", nil, http.StatusOK, "Grant Reader"},
+	}
+	for _, tt := range after {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := do(t, c, tt.method, base+tt.path, tt.form)
+			if resp.StatusCode != tt.wantStatus || !strings.Contains(body, tt.wantIn) {
+				t.Fatalf("%s %s = %d, want %d with %q; body %s", tt.method, tt.path, resp.StatusCode, tt.wantStatus, tt.wantIn, body)
+			}
+			if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'none'") {
+				t.Errorf("Content-Security-Policy = %q", csp)
+			}
+		})
+	}
+
+	// Sign out with the page's CSRF token ends the session.
+	_, home := do(t, c, "GET", base+"/admin/", nil)
+	i := strings.Index(home, `name="csrf" value="`)
+	if i < 0 {
+		t.Fatal("the page has no CSRF field")
+	}
+	token := home[i+len(`name="csrf" value="`):]
+	token = token[:strings.IndexByte(token, '"')]
+	if resp, _ := do(t, c, "POST", base+"/admin/signout", url.Values{"csrf": {token}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign out: %d", resp.StatusCode)
+	}
+	if resp, _ := do(t, c, "GET", base+"/admin/", nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("after sign-out the home page answers %d, want a redirect to sign in", resp.StatusCode)
+	}
+}
