@@ -2,6 +2,7 @@ package admin_test
 
 import (
 	"context"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -110,10 +111,25 @@ func (b *browser) text(sel string) string {
 	return strings.TrimSpace(s)
 }
 
-// waitText waits until the element sel reads want.
+// waitText waits until the element sel reads want. It evaluates in a loop
+// rather than with chromedp.Poll because the page reloads itself when an
+// operation ends, which destroys a running evaluation's context.
 func (b *browser) waitText(sel, want string) {
 	b.t.Helper()
-	b.run("wait for "+sel+" "+want, chromedp.Poll(`(function(){var e=document.querySelector(`+jsString(sel)+`);return !!e && e.textContent.trim()===`+jsString(want)+`})()`, nil, chromedp.WithPollingTimeout(60*time.Second)))
+	expr := `(function(){var e=document.querySelector(` + jsString(sel) + `);return e ? e.textContent.trim() : ""})()`
+	deadline := time.Now().Add(90 * time.Second)
+	var got string
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+		err := chromedp.Run(ctx, chromedp.Evaluate(expr, &got))
+		cancel()
+		if err == nil && got == want {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	b.shot("failed-wait")
+	b.t.Fatalf("%s reads %q, want %q", sel, got, want)
 }
 
 func jsString(s string) string {
@@ -143,10 +159,10 @@ type cmkSetup struct {
 	access                      []client.VaultAccessPolicy
 }
 
-func setupCMK(t *testing.T, e *testenv.Env, kv *client.Client) *cmkSetup {
+func setupCMK(t *testing.T, e *testenv.Env, kv *client.Client, vault, policy string) *cmkSetup {
 	t.Helper()
 	ctx := context.Background()
-	s := &cmkSetup{sub: e.Boot.SubscriptionID, group: "rg-cmk", vault: "kv-web"}
+	s := &cmkSetup{sub: e.Boot.SubscriptionID, group: "rg-cmk", vault: vault}
 	if _, err := kv.CreateResourceGroup(ctx, s.sub, s.group, "westus", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +180,7 @@ func setupCMK(t *testing.T, e *testenv.Env, kv *client.Client) *cmkSetup {
 	if _, err := kv.CreateKey(ctx, s.vault, "cmk", client.KeyCreate{Kty: "RSA", KeySize: 2048}); err != nil {
 		t.Fatal(err)
 	}
-	s.policyID = client.PolicyID(s.sub, s.group, "ep-web")
+	s.policyID = client.PolicyID(s.sub, s.group, policy)
 	p, err := kv.PutPolicy(ctx, s.policyID, client.EnterprisePolicy{Location: "unitedstates", Kind: "Encryption",
 		Identity: &client.EnterprisePolicyIdentity{Type: "SystemAssigned"},
 		Properties: client.EnterprisePolicyProperties{Encryption: &client.PolicyEncryption{State: "Enabled",
@@ -214,13 +230,16 @@ func TestPlatformAdministrator(t *testing.T) {
 	}
 	kv := base.WithTokens(client.NewCredentialSource(base, e.Boot.TenantID,
 		client.Credential{ClientID: e.Boot.ClientID, ClientSecret: keyhold.NewSecret([]byte(e.Boot.ClientSecret))}, nil))
-	cmk := setupCMK(t, e, kv)
+	cmk := setupCMK(t, e, kv, "kv-web", "ep-web")
+	second := setupCMK(t, e, kv, "kv-second", "ep-second")
 
 	const ppPassword, userPassword = "Pp-admin-password-42!", "Plain-user-password-42!"
 	ppID, ppUPN := e.CreateUser("ppadmin", ppPassword, keyhold.RolePowerPlatformAdministrator)
 	_, userUPN := e.CreateUser("someone", userPassword)
-	if _, err := kv.CreateRoleAssignment(ctx, cmk.policyID, "/subscriptions/"+cmk.sub+"/providers/Microsoft.Authorization/roleDefinitions/"+readerRoleID, ppID, "User"); err != nil {
-		t.Fatal(err)
+	for _, c := range []*cmkSetup{cmk, second} {
+		if _, err := kv.CreateRoleAssignment(ctx, c.policyID, "/subscriptions/"+c.sub+"/providers/Microsoft.Authorization/roleDefinitions/"+readerRoleID, ppID, "User"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	pp := base.WithTokens(client.NewCredentialSource(base, e.Boot.TenantID, client.Credential{Username: ppUPN, Password: keyhold.NewSecret([]byte(ppPassword))}, nil))
 	env, err := pp.CreateEnvironment(ctx, client.EnvironmentSpec{DisplayName: "Contoso Sandbox", Region: "unitedstates", Type: client.EnvironmentSandbox, Managed: true})
@@ -260,7 +279,7 @@ func TestPlatformAdministrator(t *testing.T) {
 	// Policies > Enterprise policies > the policy > Edit policy > Add environments.
 	b.run("open policies", chromedp.Click(`a[href="/admin/policies"]`, chromedp.ByQuery), chromedp.WaitVisible(`[role=tablist]`, chromedp.ByQuery))
 	b.shot("04-policies-all")
-	b.run("open policy", chromedp.Click(`tbody a`, chromedp.ByQuery), chromedp.WaitVisible("#policy-health", chromedp.ByQuery))
+	b.run("open policy", chromedp.Click(`a[href*="ep-web"]`, chromedp.ByQuery), chromedp.WaitVisible("#policy-health", chromedp.ByQuery))
 	if got := b.text("#policy-health"); got != "Healthy" {
 		t.Fatalf("policy health = %q, want Healthy", got)
 	}
@@ -312,6 +331,25 @@ func TestPlatformAdministrator(t *testing.T) {
 	b.waitText(`[data-field="state"]`, "Enabled")
 	b.shot("11-reenabled")
 
+	// Change key in one step: to the second policy's key, with no outage.
+	b.run("change key", chromedp.Evaluate(`document.querySelector("#policy").value = document.querySelector("#policy option").value`, nil),
+		chromedp.Click("#change-key", chromedp.ByQuery), chromedp.WaitVisible("#confirm", chromedp.ByQuery))
+	b.shot("11b-confirm-change-key")
+	b.run("confirm change key", chromedp.Click("#confirm", chromedp.ByQuery), chromedp.WaitVisible("#env-status", chromedp.ByQuery))
+	deadline = time.Now().Add(time.Minute)
+	for {
+		got, err := pp.GetEnvironment(ctx, env.Name)
+		if err == nil && strings.EqualFold(got.Policy(), second.policyID) && got.Properties.Encryption.Status == "Encrypted" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the environment did not move to the second policy: %+v %v", got, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b.run("reload changed", chromedp.Reload(), chromedp.WaitVisible(`a[href*="ep-second"]`, chromedp.ByQuery))
+	b.shot("11c-key-changed")
+
 	// Environments with policies, then Remove environment > Confirm.
 	b.run("environments with policies", chromedp.Navigate(b.base+"/admin/policies?tab=environments"), chromedp.WaitVisible("tbody a", chromedp.ByQuery))
 	if got := b.text("tbody td:first-child"); got != "Contoso Sandbox" {
@@ -325,4 +363,14 @@ func TestPlatformAdministrator(t *testing.T) {
 	b.waitText(`[data-field="keyManagedBy"]`, "Microsoft")
 	b.run("history", chromedp.Reload(), chromedp.WaitVisible("#history-title", chromedp.ByQuery))
 	b.shot("14-removed-history")
+
+	// The audit log, filtered to a policy the administrator may read, shows
+	// who made it.
+	b.run("audit", chromedp.Navigate(b.base+"/admin/audit?scope="+url.QueryEscape(cmk.policyID)), chromedp.WaitVisible("#filter", chromedp.ByQuery))
+	var audit string
+	b.run("audit rows", chromedp.Text("tbody", &audit, chromedp.ByQuery))
+	if !strings.Contains(audit, "Succeeded") {
+		t.Fatalf("the audit page shows no request on the policy: %q", audit)
+	}
+	b.shot("15-audit")
 }

@@ -28,6 +28,8 @@ func (a *Admin) routes() {
 	m.HandleFunc("GET /admin/policy", a.page(true, a.policyPage))
 	m.HandleFunc("POST /admin/policy/add", a.page(true, a.addEnvironments))
 	m.HandleFunc("POST /admin/policy/remove", a.page(true, a.removeEnvironment))
+	m.HandleFunc("POST /admin/environments/{id}/changekey", a.page(true, a.changeKey))
+	m.HandleFunc("GET /admin/audit", a.page(false, a.auditPage))
 	a.vaultRoutes(m)
 	m.HandleFunc("/admin/", func(w http.ResponseWriter, r *http.Request) {
 		a.render(w, r, a.sessionFrom(r), http.StatusNotFound, "error", errorView{Title: "Page not found", Message: "There is no page at " + r.URL.Path + "."})
@@ -250,6 +252,9 @@ type envView struct {
 	Env        *client.Environment
 	PolicyName string
 	History    []client.EnvironmentOperation
+	// Others are the policies in the environment's region it could change
+	// its key to.
+	Others []client.EnterprisePolicy
 }
 
 func (a *Admin) environment(w http.ResponseWriter, r *http.Request, s *session) {
@@ -265,7 +270,20 @@ func (a *Admin) environment(w http.ResponseWriter, r *http.Request, s *session) 
 		return
 	}
 	sort.Slice(hist, func(i, j int) bool { return hist[i].CreatedDateTime.After(hist[j].CreatedDateTime) })
-	a.render(w, r, s, http.StatusOK, "environment", envView{Env: e, PolicyName: policyName(e.Policy()), History: hist})
+	v := envView{Env: e, PolicyName: policyName(e.Policy()), History: hist}
+	if e.Policy() != "" {
+		ps, err := a.listPolicies(r.Context(), c)
+		if err != nil {
+			a.fail(w, r, s, err)
+			return
+		}
+		for _, p := range ps {
+			if !strings.EqualFold(p.ID, e.Policy()) && strings.EqualFold(p.Location, e.Location) {
+				v.Others = append(v.Others, p)
+			}
+		}
+	}
+	a.render(w, r, s, http.StatusOK, "environment", v)
 }
 
 // statusView is what the environment page polls for live progress.

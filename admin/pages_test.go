@@ -122,6 +122,7 @@ func TestPagesSecurity(t *testing.T) {
 		{"policies refused", "GET", "/admin/policies", nil, http.StatusForbidden, "You don&#39;t have access"},
 		{"post without CSRF token", "POST", "/admin/signout", url.Values{}, http.StatusForbidden, "Form expired"},
 		{"post with a wrong CSRF token", "POST", "/admin/vaults", url.Values{"csrf": {"forged"}}, http.StatusForbidden, "Form expired"},
+		{"audit filter with a bad date", "GET", "/admin/audit?since=yesterday", nil, http.StatusBadRequest, "Enter a date as YYYY-MM-DD."},
 		{"policy access page for any signed-in user", "GET", "/admin/kv/policies", nil, http.StatusOK, "Grant Reader"},
 	}
 	for _, tt := range after {
