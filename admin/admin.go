@@ -156,6 +156,7 @@ var funcs = template.FuncMap{
 	},
 	"lower":       strings.ToLower,
 	"list":        func(s ...string) []string { return s },
+	"trimPrefix":  func(prefix, s string) string { return strings.TrimSpace(strings.TrimPrefix(s, prefix)) },
 	"pathEscape":  url.PathEscape,
 	"queryEscape": url.QueryEscape,
 	"stateClass": func(s string) string {

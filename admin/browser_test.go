@@ -92,7 +92,7 @@ func (b *browser) run(step string, actions ...chromedp.Action) {
 func (b *browser) shot(name string) {
 	b.t.Helper()
 	var png []byte
-	if err := chromedp.Run(b.ctx, chromedp.FullScreenshot(&png, 90)); err != nil {
+	if err := chromedp.Run(b.ctx, chromedp.FullScreenshot(&png, 100)); err != nil {
 		b.t.Logf("screenshot %s: %v", name, err)
 		return
 	}
