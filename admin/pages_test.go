@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keyhold/keyhold/identity"
 	"github.com/keyhold/keyhold/internal/testenv"
 )
 
@@ -150,5 +151,67 @@ func TestPagesSecurity(t *testing.T) {
 	}
 	if resp, _ := do(t, c, "GET", base+"/admin/", nil); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("after sign-out the home page answers %d, want a redirect to sign in", resp.StatusCode)
+	}
+}
+
+// TestKeyDisableAsksFirst shows that disabling a key, which locks every
+// environment whose policy uses it, goes through a confirmation page, and
+// that the key is disabled only once that is confirmed.
+func TestKeyDisableAsksFirst(t *testing.T) {
+	e := testenv.Start(t)
+	base := strings.TrimSuffix(e.Server.URL(), "/")
+	sub, tenant := e.Boot.SubscriptionID, e.Boot.TenantID
+	arm := e.Token(e.Admin(), identity.AudienceManagement)
+	if resp, b := e.Do("PUT", "/subscriptions/"+sub+"/resourcegroups/rg?api-version=2021-04-01", arm, map[string]any{"location": "westus"}, nil); resp.StatusCode >= 300 {
+		t.Fatalf("group: %d %s", resp.StatusCode, b)
+	}
+	var admin struct {
+		ID string `json:"id"`
+	}
+	e.Do("GET", "/v1.0/me", e.Token(e.Admin(), identity.AudienceGraph), nil, &admin)
+	if resp, b := e.Do("PUT", "/subscriptions/"+sub+"/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv-pages?api-version=2023-07-01", arm, map[string]any{
+		"location": "westus", "properties": map[string]any{"tenantId": tenant, "sku": map[string]any{"family": "A", "name": "standard"},
+			"enablePurgeProtection": true, "accessPolicies": []any{map[string]any{"tenantId": tenant, "objectId": admin.ID,
+				"permissions": map[string]any{"keys": []string{"all"}}}}},
+	}, nil); resp.StatusCode >= 300 {
+		t.Fatalf("vault: %d %s", resp.StatusCode, b)
+	}
+	vaultTok := e.Token(e.Admin(), identity.AudienceVault)
+	if resp, b := e.Do("POST", "/vaults/kv-pages/keys/cmk/create?api-version=7.6", vaultTok, map[string]any{"kty": "RSA"}, nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("key: %d %s", resp.StatusCode, b)
+	}
+	enabled := func() bool {
+		var k struct {
+			Attributes struct{ Enabled bool } `json:"attributes"`
+		}
+		e.Do("GET", "/vaults/kv-pages/keys/cmk?api-version=7.6", vaultTok, nil, &k)
+		return k.Attributes.Enabled
+	}
+
+	c := pageClient(t, e)
+	if resp, _ := do(t, c, "POST", base+"/admin/signin", url.Values{"username": {e.Boot.AdminUsername}, "password": {e.Boot.AdminPassword}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-in: %d", resp.StatusCode)
+	}
+	_, page := do(t, c, "GET", base+"/admin/vaults/"+sub+"/rg/kv-pages", nil)
+	i := strings.Index(page, `name="csrf" value="`)
+	if i < 0 {
+		t.Fatalf("the vault page has no CSRF field: %s", page)
+	}
+	token := page[i+len(`name="csrf" value="`):]
+	token = token[:strings.IndexByte(token, '"')]
+	keyURL := base + "/admin/vaults/" + sub + "/rg/kv-pages/keys/cmk"
+
+	resp, body := do(t, c, "POST", keyURL, url.Values{"csrf": {token}, "action": {"disable"}})
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "Disable key cmk") || !strings.Contains(body, "disabled at once") {
+		t.Fatalf("disable without confirmation = %d: %s", resp.StatusCode, body)
+	}
+	if !enabled() {
+		t.Fatal("the key was disabled before the administrator confirmed")
+	}
+	if resp, body := do(t, c, "POST", keyURL, url.Values{"csrf": {token}, "action": {"disable"}, "confirm": {"yes"}}); resp.StatusCode >= 400 {
+		t.Fatalf("confirmed disable = %d: %s", resp.StatusCode, body)
+	}
+	if enabled() {
+		t.Fatal("the key is still enabled after the confirmed disable")
 	}
 }

@@ -281,7 +281,8 @@ func (a *Admin) createKey(w http.ResponseWriter, r *http.Request, s *session) {
 	http.Redirect(w, r, v.Ref.Path(), http.StatusSeeOther)
 }
 
-// keyAction enables, disables, deletes (after confirmation) or recovers a key.
+// keyAction enables, disables or deletes (both after confirmation: either
+// locks the environments whose policy uses the key) or recovers a key.
 func (a *Admin) keyAction(w http.ResponseWriter, r *http.Request, s *session) {
 	ref := vaultRef{Sub: r.PathValue("sub"), Group: r.PathValue("group"), Name: r.PathValue("name")}
 	key, action := r.PathValue("key"), r.PostFormValue("action")
@@ -290,6 +291,13 @@ func (a *Admin) keyAction(w http.ResponseWriter, r *http.Request, s *session) {
 	switch action {
 	case "enable", "disable":
 		on := action == "enable"
+		if !on && r.PostFormValue("confirm") != "yes" {
+			a.render(w, r, s, http.StatusOK, "confirm", confirmView{Title: "Disable key " + key,
+				Message: "Environments whose policy uses this key are disabled at once, until the key is enabled again and an administrator re-enables them.",
+				Action:  ref.Path() + "/keys/" + url.PathEscape(key), Button: "Disable key", Back: ref.Path(),
+				Fields: map[string][]string{"action": {"disable"}}})
+			return
+		}
 		_, err = c.UpdateKey(ctx, ref.Name, key, "", client.KeyUpdate{Enabled: &on})
 	case "delete":
 		if r.PostFormValue("confirm") != "yes" {
