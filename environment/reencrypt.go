@@ -145,8 +145,13 @@ func (s *Service) reencryptRows(ctx context.Context, r *run, envID string, gen i
 	})
 	for {
 		var b sealedBatch
+		var ok bool
 		select {
-		case b = <-ahead:
+		case b, ok = <-ahead:
+			if !ok {
+				// The lister stops without a last batch only when ctx ended.
+				return ctx.Err()
+			}
 		case <-ctx.Done():
 			return ctx.Err()
 		}
