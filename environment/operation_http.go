@@ -24,7 +24,7 @@ const LifecycleAPIVersion = "2019-10-01"
 //	POST {BAPPrefix}/environments/{id}/enterprisePolicies/Encryption/unlink  {"SystemId": "..."}
 //	GET  {BAPPrefix}/lifecycleOperations/{operationId}
 //	GET  {BAPPrefix}/environments/{id}/lifecycleOperations                   (the CMK history)
-//	POST /keyhold/v1/environments/{id}/byok                                  {"keyVersion": "..."} (legacy BYOK, for migration demos)
+//	POST /keyhold/v1/environments/{id}/byok                                  {"ref": WrapRef} (legacy BYOK, for migration demos; not yet routed by the server)
 //
 // link and unlink answer 202 Accepted with the operation, operation-location
 // (its absolute URL) and Retry-After: 1. Errors are in the Azure shape: 400
