@@ -24,7 +24,8 @@ const LifecycleAPIVersion = "2019-10-01"
 //	POST {BAPPrefix}/environments/{id}/enterprisePolicies/Encryption/unlink  {"SystemId": "..."}
 //	GET  {BAPPrefix}/lifecycleOperations/{operationId}
 //	GET  {BAPPrefix}/environments/{id}/lifecycleOperations                   (the CMK history)
-//	POST /keyhold/v1/environments/{id}/byok                                  {"ref": WrapRef} (legacy BYOK, for migration demos; not yet routed by the server)
+//	POST /keyhold/v1/environments/{id}/byok                                  {"ref": WrapRef} (legacy BYOK)
+//	POST /keyhold/v1/tenantProtectionKeys                                    {"key": JWK} -> {"ref": WrapRef}
 //
 // link and unlink answer 202 Accepted with the operation, operation-location
 // (its absolute URL) and Retry-After: 1. Errors are in the Azure shape: 400
@@ -37,6 +38,7 @@ func (s *Service) LifecycleHandler() http.Handler {
 	mux.HandleFunc("GET "+BAPPrefix+"/lifecycleOperations/{op}", s.serveOperation)
 	mux.HandleFunc("GET "+BAPPrefix+"/environments/{id}/lifecycleOperations", s.serveHistory)
 	mux.HandleFunc("POST /keyhold/v1/environments/{id}/byok", s.serveBYOK)
+	mux.HandleFunc("POST "+TenantKeysPath, s.serveImportTenantKey)
 	return mux
 }
 

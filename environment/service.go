@@ -43,6 +43,9 @@ type Config struct {
 	// PlatformKey is the platform-managed key that wraps root keys of
 	// environments without a policy.
 	PlatformKey keyhold.WrapRef
+	// TenantKeys keeps tenants' uploaded protection keys (legacy BYOK);
+	// nil refuses uploads.
+	TenantKeys TenantKeyImporter
 	// Policies reads enterprise policies and their health.
 	Policies *policy.Service
 	Authz    *rbac.Authorizer

@@ -37,6 +37,18 @@ func prefix(p string) func(string) bool {
 	}
 }
 
+// anyOf matches what any of matchers matches.
+func anyOf(matchers ...func(string) bool) func(string) bool {
+	return func(path string) bool {
+		for _, m := range matchers {
+			if m(path) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
 // prefixFold is prefix compared case-insensitively, as ARM compares paths.
 func prefixFold(p string) func(string) bool {
 	p = strings.ToLower(strings.TrimSuffix(p, "/"))
@@ -92,6 +104,9 @@ func (s *Server) surfaces() []surface {
 		{name: "vault", match: prefix("/vaults"), audience: identity.AudienceVault, handler: s.vault.Handler(), challenge: s.vault.Challenge},
 		{name: "audit", match: prefix(audit.ListPath), audience: identity.AudienceManagement, handler: s.audit.Handler()},
 		{name: "policy", match: prefix("/keyhold/v1/policies"), audience: identity.AudienceManagement, handler: s.health.ValidateHandler(s.authz)},
+		// Legacy BYOK: a tenant's uploaded protection key, and putting an
+		// environment under it (the starting point of a BYOK migration).
+		{name: "environment", match: anyOf(prefix("/keyhold/v1/environments"), prefix(environment.TenantKeysPath)), audience: identity.AudiencePlatform, handler: s.environments.LifecycleHandler()},
 		{name: "keyhold", match: prefix("/keyhold/v1"), audience: identity.AudienceManagement, handler: notFound("the Keyhold management API")},
 		{name: "graph", match: prefix("/v1.0"), audience: identity.AudienceGraph, handler: s.identity.GraphHandler()},
 		{name: "arm", match: prefixFold("/subscriptions"), audience: identity.AudienceManagement, handler: s.arm.Handler()},

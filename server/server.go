@@ -198,9 +198,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 	}
 	s.kmsCalls = kms.NewMetrics()
 	s.metrics.Registry.MustRegister(s.kmsCalls)
-	wrapper := kms.Counted(builtin.New(builtin.Config{Store: s.store, Vault: s.vault, Seal: s.key, Logger: logger, Now: cfg.Now}), s.kmsCalls)
+	driver := builtin.New(builtin.Config{Store: s.store, Vault: s.vault, Seal: s.key, Logger: logger, Now: cfg.Now})
+	wrapper := kms.Counted(driver, s.kmsCalls)
 	s.environments = environment.New(environment.Config{
-		Store: s.store, Wrapper: wrapper, PlatformKey: platformKey, Policies: s.policies, Authz: s.authz, Events: s.events,
+		Store: s.store, Wrapper: wrapper, PlatformKey: platformKey, TenantKeys: driver, Policies: s.policies, Authz: s.authz, Events: s.events,
 		Profile: cfg.Profile, Logger: logger, Now: cfg.Now,
 		// On SQLite this process is the only worker, so that a restart
 		// after a crash resumes lifecycle operations at once.
