@@ -553,6 +553,23 @@ func (f *fileFlags) register(fs *flag.FlagSet, upload bool) {
 	}
 }
 
+// checkFile checks what every file verb needs: no stray arguments, the row,
+// the column, and the file flag named pathFlag (--file or --out). It returns
+// the environment id.
+func (f *fileFlags) checkFile(a *app, args []string, pathFlag string) (string, error) {
+	if err := noArgs(args); err != nil {
+		return "", err
+	}
+	env, err := f.check(a, true)
+	if err != nil {
+		return "", err
+	}
+	if err := required(f.column, "--column"); err != nil {
+		return "", err
+	}
+	return env, required(f.path, pathFlag)
+}
+
 func fileTable(f *client.DataFile) table {
 	return table{header: []string{"FILE NAME", "CONTENT TYPE", "SIZE", "ETAG"},
 		rows: [][]string{{f.FileName, f.ContentType, strconv.FormatInt(f.Size, 10), f.ETag}}}
@@ -569,17 +586,8 @@ func dataFileUpload() *command {
 		},
 		flags: func(fs *flag.FlagSet) { f.register(fs, true) },
 		run: func(ctx context.Context, a *app, args []string) error {
-			if err := noArgs(args); err != nil {
-				return err
-			}
-			env, err := f.check(a, true)
+			env, err := f.checkFile(a, args, "--file")
 			if err != nil {
-				return err
-			}
-			if err := required(f.column, "--column"); err != nil {
-				return err
-			}
-			if err := required(f.path, "--file"); err != nil {
 				return err
 			}
 			var r io.Reader = a.stdin
@@ -628,17 +636,8 @@ func dataFileDownload() *command {
 		},
 		flags: func(fs *flag.FlagSet) { f.register(fs, false) },
 		run: func(ctx context.Context, a *app, args []string) error {
-			if err := noArgs(args); err != nil {
-				return err
-			}
-			env, err := f.check(a, true)
+			env, err := f.checkFile(a, args, "--out")
 			if err != nil {
-				return err
-			}
-			if err := required(f.column, "--column"); err != nil {
-				return err
-			}
-			if err := required(f.path, "--out"); err != nil {
 				return err
 			}
 			c, _, err := a.connect()
