@@ -588,13 +588,22 @@ func (s *Service) serveListKeys(rq *request) error {
 	if err != nil {
 		return err
 	}
+	return writePage(rq, list, limit, "/keys",
+		func(v *keyhold.KeyVersion) string { return strings.ToLower(v.Name) },
+		func(v *keyhold.KeyVersion) KeyItem { return rq.item(v, rq.keyID(v.Name)) })
+}
+
+// writePage writes one page of a list: list holds up to limit+1 items (the
+// extra one only says there is more), cursor gives the item a next page
+// starts after, and item renders one.
+func writePage[T any](rq *request, list []T, limit int, path string, cursor func(T) string, item func(T) KeyItem) error {
 	res := KeyListResult{Value: []KeyItem{}}
 	for i, v := range list {
 		if i == limit {
-			res.NextLink = nextLink(rq, "/keys", strings.ToLower(list[i-1].Name), limit)
+			res.NextLink = nextLink(rq, path, cursor(list[i-1]), limit)
 			break
 		}
-		res.Value = append(res.Value, rq.item(v, rq.keyID(v.Name)))
+		res.Value = append(res.Value, item(v))
 	}
 	return writeJSON(rq, res)
 }
@@ -616,15 +625,9 @@ func serveListVersions(name string) func(*Service, *request) error {
 		if len(list) == 0 && after == "" {
 			return keyNotFound(name, "")
 		}
-		res := KeyListResult{Value: []KeyItem{}}
-		for i, v := range list {
-			if i == limit {
-				res.NextLink = nextLink(rq, "/keys/"+name+"/versions", list[i-1].Version, limit)
-				break
-			}
-			res.Value = append(res.Value, rq.item(v, rq.versionID(v)))
-		}
-		return writeJSON(rq, res)
+		return writePage(rq, list, limit, "/keys/"+name+"/versions",
+			func(v *keyhold.KeyVersion) string { return v.Version },
+			func(v *keyhold.KeyVersion) KeyItem { return rq.item(v, rq.versionID(v)) })
 	}
 }
 
@@ -641,16 +644,12 @@ func (s *Service) serveListDeleted(rq *request) error {
 	if err != nil {
 		return err
 	}
-	res := KeyListResult{Value: []KeyItem{}}
-	for i, d := range list {
-		if i == limit {
-			res.NextLink = nextLink(rq, "/deletedkeys", strings.ToLower(list[i-1].Latest.Name), limit)
-			break
-		}
-		it := rq.item(d.Latest, rq.keyID(d.Latest.Name))
-		it.RecoveryID = rq.base + "/deletedkeys/" + d.Latest.Name
-		it.DeletedDate, it.ScheduledPurgeDate = unix(d.DeletedAt), unix(d.ScheduledPurgeAt)
-		res.Value = append(res.Value, it)
-	}
-	return writeJSON(rq, res)
+	return writePage(rq, list, limit, "/deletedkeys",
+		func(d *keyhold.DeletedKey) string { return strings.ToLower(d.Latest.Name) },
+		func(d *keyhold.DeletedKey) KeyItem {
+			it := rq.item(d.Latest, rq.keyID(d.Latest.Name))
+			it.RecoveryID = rq.base + "/deletedkeys/" + d.Latest.Name
+			it.DeletedDate, it.ScheduledPurgeDate = unix(d.DeletedAt), unix(d.ScheduledPurgeAt)
+			return it
+		})
 }
