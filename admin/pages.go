@@ -31,6 +31,7 @@ func (a *Admin) routes() {
 	m.HandleFunc("POST /admin/environments/{id}/changekey", a.page(true, a.changeKey))
 	m.HandleFunc("GET /admin/audit", a.page(false, a.auditPage))
 	a.vaultRoutes(m)
+	a.setupRoutes(m)
 	m.HandleFunc("/admin/", func(w http.ResponseWriter, r *http.Request) {
 		a.render(w, r, a.sessionFrom(r), http.StatusNotFound, "error", errorView{Title: "Page not found", Message: "There is no page at " + r.URL.Path + "."})
 	})
