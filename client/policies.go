@@ -208,3 +208,53 @@ func (c *Client) DeletePolicy(ctx context.Context, id string) error {
 	_, err := c.Do(ctx, http.MethodDelete, AudienceARM, escapeID(id)+q(APIVersionEnterprisePolicies), nil, nil)
 	return err
 }
+
+// PolicyTemplate is the enterprise-policy template of "Manage your
+// customer-managed encryption key", its placeholders turned into the
+// parameters enterprisePolicyName, location, keyVaultId, keyName and
+// keyVersion (empty: follow the newest version). Deploy it with
+// CreateDeployment and PolicyTemplateParameters, as the documentation's
+// custom deployment does; its output principalId is the policy's identity.
+const PolicyTemplate = `{
+  "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+  "contentVersion": "1.0.0.0",
+  "parameters": {
+    "enterprisePolicyName": {"type": "string"},
+    "location": {"type": "string"},
+    "keyVaultId": {"type": "string"},
+    "keyName": {"type": "string"},
+    "keyVersion": {"type": "string", "defaultValue": ""}
+  },
+  "resources": [
+    {
+      "type": "Microsoft.PowerPlatform/enterprisePolicies",
+      "apiVersion": "2020-10-30",
+      "name": "[parameters('enterprisePolicyName')]",
+      "location": "[parameters('location')]",
+      "kind": "Encryption",
+      "identity": {"type": "SystemAssigned"},
+      "properties": {
+        "lockbox": null,
+        "encryption": {
+          "state": "Enabled",
+          "keyVault": {
+            "id": "[parameters('keyVaultId')]",
+            "key": {"name": "[parameters('keyName')]", "version": "[if(empty(parameters('keyVersion')), null(), parameters('keyVersion'))]"}
+          }
+        },
+        "networkInjection": null
+      }
+    }
+  ],
+  "outputs": {
+    "principalId": {"type": "string", "value": "[reference(parameters('enterprisePolicyName'), '2020-10-30', 'Full').identity.principalId]"}
+  }
+}`
+
+// PolicyTemplateParameters returns the parameters of PolicyTemplate for a
+// policy name in location (a Power Platform region) that uses key keyName of
+// the vault with resource id vaultID; an empty keyVersion follows the newest
+// version.
+func PolicyTemplateParameters(name, location, vaultID, keyName, keyVersion string) map[string]any {
+	return map[string]any{"enterprisePolicyName": name, "location": location, "keyVaultId": vaultID, "keyName": keyName, "keyVersion": keyVersion}
+}

@@ -280,44 +280,6 @@ func policyCreateCommand() *command {
 	}
 }
 
-// policyTemplate is the documentation's enterprise-policy template, its
-// placeholders turned into parameters.
-const policyTemplate = `{
-  "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
-  "contentVersion": "1.0.0.0",
-  "parameters": {
-    "enterprisePolicyName": {"type": "string"},
-    "location": {"type": "string"},
-    "keyVaultId": {"type": "string"},
-    "keyName": {"type": "string"},
-    "keyVersion": {"type": "string", "defaultValue": ""}
-  },
-  "resources": [
-    {
-      "type": "Microsoft.PowerPlatform/enterprisePolicies",
-      "apiVersion": "2020-10-30",
-      "name": "[parameters('enterprisePolicyName')]",
-      "location": "[parameters('location')]",
-      "kind": "Encryption",
-      "identity": {"type": "SystemAssigned"},
-      "properties": {
-        "lockbox": null,
-        "encryption": {
-          "state": "Enabled",
-          "keyVault": {
-            "id": "[parameters('keyVaultId')]",
-            "key": {"name": "[parameters('keyName')]", "version": "[if(empty(parameters('keyVersion')), null(), parameters('keyVersion'))]"}
-          }
-        },
-        "networkInjection": null
-      }
-    }
-  ],
-  "outputs": {
-    "principalId": {"type": "string", "value": "[reference(parameters('enterprisePolicyName'), '2020-10-30', 'Full').identity.principalId]"}
-  }
-}`
-
 // cmdPolicyCreate runs `keyhold policy create`: it deploys the policy
 // template and prints the policy with its principal id.
 func cmdPolicyCreate(ctx context.Context, a *app, args []string, o *policyCreateOptions) error {
@@ -337,8 +299,8 @@ func cmdPolicyCreate(ctx context.Context, a *app, args []string, o *policyCreate
 	if err != nil {
 		return err
 	}
-	params := map[string]any{"enterprisePolicyName": name, "location": o.location, "keyVaultId": o.vaultID, "keyName": o.keyName, "keyVersion": o.keyVersion}
-	if _, err := a.deploy(ctx, c, sub, o.group, deploymentName("EPDeployment-"+name), []byte(policyTemplate), params); err != nil {
+	params := client.PolicyTemplateParameters(name, o.location, o.vaultID, o.keyName, o.keyVersion)
+	if _, err := a.deploy(ctx, c, sub, o.group, deploymentName("EPDeployment-"+name), []byte(client.PolicyTemplate), params); err != nil {
 		return err
 	}
 	p, err := c.GetPolicy(ctx, client.PolicyID(sub, o.group, name))

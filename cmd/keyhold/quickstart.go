@@ -343,8 +343,8 @@ func (q *qs) createVault(ctx context.Context) (string, error) {
 }
 
 func (q *qs) createPolicy(ctx context.Context, i int, name string) (string, error) {
-	params := map[string]any{"enterprisePolicyName": name, "location": q.o.region, "keyVaultId": q.vaultID, "keyName": q.keys[i], "keyVersion": ""}
-	if _, err := q.c.CreateDeployment(ctx, q.sub, q.group, deploymentName("EPDeployment-"+name), []byte(policyTemplate), params); err != nil {
+	params := client.PolicyTemplateParameters(name, q.o.region, q.vaultID, q.keys[i], "")
+	if _, err := q.c.CreateDeployment(ctx, q.sub, q.group, deploymentName("EPDeployment-"+name), []byte(client.PolicyTemplate), params); err != nil {
 		return "", err
 	}
 	d, err := q.c.WaitDeployment(ctx, q.sub, q.group, deploymentName("EPDeployment-"+name), q.a.progress("deploying "+name).tick, nil)
