@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -23,6 +24,9 @@ import (
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/client"
 	"github.com/keyhold/keyhold/envelope"
+	"github.com/keyhold/keyhold/internal/testenv"
+	"github.com/keyhold/keyhold/pki"
+	"github.com/keyhold/keyhold/postgres"
 	"github.com/keyhold/keyhold/server"
 	"github.com/keyhold/keyhold/sqlite"
 )
@@ -42,6 +46,9 @@ type crashServer struct {
 	t         *testing.T
 	bin, dir  string
 	addr, log string
+	// args and env are extra flags and variables (PostgreSQL's URL and a
+	// shared master key).
+	args, env []string
 	cmd       *exec.Cmd
 	probe     *http.Client
 }
@@ -53,13 +60,14 @@ func (s *crashServer) start() {
 		s.t.Fatal(err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(s.bin, "serve", "--listen", s.addr, "--data-dir", s.dir)
+	cmd := exec.Command(s.bin, append([]string{"serve", "--listen", s.addr, "--data-dir", s.dir}, s.args...)...)
 	// The server's own settings only: none of the caller's KEYHOLD_*.
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "KEYHOLD_") {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
+	cmd.Env = append(cmd.Env, s.env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		s.t.Fatal(err)
@@ -68,10 +76,10 @@ func (s *crashServer) start() {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if s.probe == nil {
-			if b, err := readBootstrap(filepath.Join(s.dir, server.BootstrapFile)); err == nil {
-				if hc, err := client.NewHTTPClient(b.CACertFile); err == nil {
-					s.probe = hc
-				}
+			// Every server writes the CA certificate; only the one that
+			// bootstrapped the tenant writes bootstrap.json.
+			if hc, err := client.NewHTTPClient(filepath.Join(s.dir, pki.CAFileName)); err == nil {
+				s.probe = hc
 			}
 		}
 		if s.probe != nil {
@@ -131,11 +139,12 @@ func cliClient(t *testing.T, dir, name, bootstrapFile string, asSP bool) *client
 // seedRows writes rows lo..hi-1 of the account table as the data API
 // would (the columns as a JSON object, sealed under the environment's
 // active generation), in transactions of 5,000 rows, through a server
-// started in this process on the data directory.
-func seedRows(t *testing.T, dir, tenant, adminID, envID string, lo, hi int) {
+// started in this process with cfg (the data directory, or PostgreSQL).
+func seedRows(t *testing.T, cfg server.Config, tenant, adminID, envID string, lo, hi int) {
 	t.Helper()
 	ctx := context.Background()
-	s, err := server.Start(ctx, server.Config{Listen: "127.0.0.1:0", DataDir: dir, Getenv: func(string) string { return "" }}, nil)
+	cfg.Listen = "127.0.0.1:0"
+	s, err := server.Start(ctx, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,6 +184,28 @@ func seedRows(t *testing.T, dir, tenant, adminID, envID string, lo, hi int) {
 // crashRowID is row i's id: a GUID, as the data API wants.
 func crashRowID(i int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012d", i) }
 
+// buildKeyhold builds the keyhold binary into dir.
+func buildKeyhold(t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "keyhold")
+	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// freeAddr returns a loopback address nobody listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
 // TestLinkSurvivesKills is the crash test: a real server process
 // with an environment of crashRows rows of known content starts a link to
 // a customer's key, is killed with SIGKILL at least five times at random
@@ -186,23 +217,96 @@ func TestLinkSurvivesKills(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary, writes 100,000 rows and kills the server five times")
 	}
-	ctx := context.Background()
 	tmp := t.TempDir()
-	bin := filepath.Join(tmp, "keyhold")
-	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	srv := &crashServer{t: t, bin: bin, dir: filepath.Join(tmp, "data"), addr: addr, log: filepath.Join(tmp, "server.log")}
+	srv := &crashServer{t: t, bin: buildKeyhold(t, tmp), dir: filepath.Join(tmp, "data"), addr: freeAddr(t), log: filepath.Join(tmp, "server.log")}
 	srv.start()
 	t.Cleanup(srv.kill)
+	linkKillWalk(t, crashWalk{
+		tmp: tmp, rows: crashRows(), kills: 5, victim: srv,
+		// SQLite commits one API write at a time: the bulk of the rows goes
+		// straight into the store while the binary is down.
+		seed: func(seed func(server.Config)) {
+			srv.kill()
+			seed(server.Config{DataDir: srv.dir, Getenv: func(string) string { return "" }})
+			srv.start()
+		},
+		open: func() (keyhold.Store, error) {
+			return sqlite.Open(context.Background(), filepath.Join(srv.dir, server.DefaultDBFile))
+		},
+	})
+}
 
+// TestLinkSurvivesKillsPostgres is the crash test on PostgreSQL with two
+// server processes behind one public URL, as behind a load balancer: the
+// one the clients use is killed three times during the re-encryption and
+// started again, while the other keeps running. Neither may take over the
+// operation before the killed one's lease ends (PostgreSQL is shared, so no
+// process may assume a lease it finds is its own); the job then resumes
+// from its cursor in whichever server leases it, and no row is lost.
+// KEYHOLD_CRASH_ROWS sets the rows (default 20,000: each kill that lands
+// while the job runs waits out a 30 s lease).
+func TestLinkSurvivesKillsPostgres(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary, runs two servers on PostgreSQL and kills one three times")
+	}
+	dsn, _, _ := testenv.PostgresSchema(t)
+	rows := 20000
+	if n, err := strconv.Atoi(os.Getenv("KEYHOLD_CRASH_ROWS")); err == nil && n > 0 {
+		rows = n
+	}
+	tmp := t.TempDir()
+	bin := buildKeyhold(t, tmp)
+	// One master key and one public URL for both, as a fleet would have.
+	key := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))
+	a, b := freeAddr(t), freeAddr(t)
+	env := []string{"KEYHOLD_MASTER_KEY=" + key}
+	args := []string{"--database-url", dsn, "--public-url", "https://" + a + "/"}
+	victim := &crashServer{t: t, bin: bin, dir: filepath.Join(tmp, "a"), addr: a, log: filepath.Join(tmp, "a.log"), args: args, env: env}
+	victim.start()
+	t.Cleanup(victim.kill)
+	other := &crashServer{t: t, bin: bin, dir: filepath.Join(tmp, "b"), addr: b, log: filepath.Join(tmp, "b.log"), args: args, env: env}
+	other.start()
+	t.Cleanup(other.kill)
+	linkKillWalk(t, crashWalk{
+		tmp: tmp, rows: rows, kills: 3, victim: victim,
+		seed: func(seed func(server.Config)) {
+			seed(server.Config{DataDir: filepath.Join(tmp, "seed"), DatabaseURL: dsn,
+				Getenv: func(k string) string {
+					if k == "KEYHOLD_MASTER_KEY" {
+						return key
+					}
+					return ""
+				}})
+		},
+		open: func() (keyhold.Store, error) { return postgres.Open(context.Background(), dsn) },
+		stop: other.kill,
+	})
+	t.Logf("the other server's log (last lines):\n%s", other.tail())
+}
+
+// crashWalk is one run of linkKillWalk.
+type crashWalk struct {
+	tmp   string
+	rows  int
+	kills int
+	// victim is the server the clients use and the test kills.
+	victim *crashServer
+	// seed writes rows through an in-process server started with the
+	// config it is handed (the walk fills in the rest).
+	seed func(func(server.Config))
+	// open opens the store, once every server is stopped.
+	open func() (keyhold.Store, error)
+	// stop stops any other server before the store is read.
+	stop func()
+}
+
+// linkKillWalk sets up a customer's key and an environment of w.rows rows
+// of known content, links it, kills w.victim w.kills times at random points
+// and starts it again, then checks the operation Succeeded, every row reads
+// back equal and the store holds no row below the active generation.
+func linkKillWalk(t *testing.T, w crashWalk) {
+	ctx := context.Background()
+	srv, tmp := w.victim, w.tmp
 	bf := filepath.Join(srv.dir, server.BootstrapFile)
 	owner := cliClient(t, tmp, "owner", bf, true)
 	admin := cliClient(t, tmp, "admin", bf, false)
@@ -231,11 +335,9 @@ func TestLinkSurvivesKills(t *testing.T) {
 	}
 
 	// Rows of known content: the first ones through the data API, in
-	// parallel; the rest (SQLite commits one API write at a time) straight
-	// into the store, sealed by the environment's own keyring in an
-	// in-process server on the same data directory while the binary is
-	// down.
-	n := crashRows()
+	// parallel; the rest straight into the store, sealed by the
+	// environment's own keyring in an in-process server.
+	n := w.rows
 	viaAPI := min(n, 1000)
 	start := time.Now()
 	var next atomic.Int64
@@ -269,9 +371,7 @@ func TestLinkSurvivesKills(t *testing.T) {
 	t.Logf("%d rows written through the data API in %v", viaAPI, time.Since(start).Round(time.Millisecond))
 	if n > viaAPI {
 		start = time.Now()
-		srv.kill()
-		seedRows(t, srv.dir, b.TenantID, adminID, envID, viaAPI, n)
-		srv.start()
+		w.seed(func(cfg server.Config) { seedRows(t, cfg, b.TenantID, adminID, envID, viaAPI, n) })
 		t.Logf("%d rows written through the store in %v", n-viaAPI, time.Since(start).Round(time.Millisecond))
 	}
 
@@ -281,7 +381,7 @@ func TestLinkSurvivesKills(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 5))
 	midRun := 0
-	for kill := 1; kill <= 5; kill++ {
+	for kill := 1; kill <= w.kills; kill++ {
 		time.Sleep(time.Duration(100+rng.IntN(1401)) * time.Millisecond)
 		cur, err := admin.GetOperation(ctx, op.ID)
 		if err != nil {
@@ -303,7 +403,7 @@ func TestLinkSurvivesKills(t *testing.T) {
 	if err != nil || final.State.ID != client.OperationSucceeded {
 		t.Fatalf("after the kills: %+v, %v\nserver log:\n%s", final, err, srv.tail())
 	}
-	t.Logf("%d of 5 kills landed mid-run; the operation Succeeded", midRun)
+	t.Logf("%d of %d kills landed mid-run; the operation Succeeded", midRun, w.kills)
 
 	got, err := admin.ListRows(ctx, envID, "account", 0, 5000)
 	if err != nil {
@@ -329,7 +429,10 @@ func TestLinkSurvivesKills(t *testing.T) {
 	// The store itself, with the server stopped: one live generation, the
 	// platform's destroyed, no row below the active one.
 	srv.kill()
-	st, err := sqlite.Open(ctx, filepath.Join(srv.dir, server.DefaultDBFile))
+	if w.stop != nil {
+		w.stop()
+	}
+	st, err := w.open()
 	if err != nil {
 		t.Fatal(err)
 	}
