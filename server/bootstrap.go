@@ -124,6 +124,13 @@ func (s *Server) logBootstrapDone(info *BootstrapInfo, why string) {
 		return
 	}
 	if _, err := os.Stat(s.BootstrapFile()); errors.Is(err, fs.ErrNotExist) {
+		if s.cfg.DatabaseURL != "" {
+			// Servers sharing a PostgreSQL database: the one that
+			// bootstrapped it holds the file; the rest never had it.
+			s.logger.Info("already bootstrapped by another server of this database; its data directory holds bootstrap.json",
+				append(attrs, "adminUsername", info.AdminUsername)...)
+			return
+		}
 		s.logger.Warn("bootstrap.json is missing; the admin password and client secret it held cannot be recovered: reset them through the directory API",
 			append(attrs, "path", s.BootstrapFile(), "adminUsername", info.AdminUsername)...)
 		return
