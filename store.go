@@ -25,6 +25,7 @@ type Store interface {
 	EnvironmentStore
 	RowStore
 	FileStore
+	AdminSessionStore
 
 	// InTx runs fn in one transaction: every call fn makes on tx commits
 	// together, or none does if fn returns an error or panics.
@@ -166,4 +167,41 @@ type SettingStore interface {
 	// CreateSetting stores value only if name is unset; it returns EConflict
 	// otherwise, so that concurrent first starts agree on one value.
 	CreateSetting(ctx context.Context, name string, value []byte) error
+}
+
+// AdminSession is one signed-in person's session of the web pages, as every
+// server process sharing the store sees it. The session id, which the
+// browser holds, is never stored: IDHash is the hex SHA-256 of it, so that a
+// reader of the database cannot present a session. Sealed is everything else
+// (tokens, CSRF token, user, flash message), sealed by the caller under a
+// label bound to IDHash so that rows cannot be swapped.
+type AdminSession struct {
+	IDHash string
+	Sealed []byte
+	// ExpiresAt is when the session ends; expired sessions are swept by
+	// DeleteExpiredAdminSessions.
+	ExpiresAt time.Time
+	CreatedAt time.Time
+	// Version increases with every update, for optimistic concurrency
+	// between requests of one session served by different processes.
+	Version int64
+}
+
+// AdminSessionStore keeps the web pages' sessions.
+type AdminSessionStore interface {
+	// CreateAdminSession stores a new session and sets its Version to 1. It
+	// returns EConflict if IDHash is taken and EInvalid without IDHash or
+	// Sealed.
+	CreateAdminSession(ctx context.Context, s *AdminSession) error
+	// GetAdminSession returns the session, expired or not, or ENotFound.
+	GetAdminSession(ctx context.Context, idHash string) (*AdminSession, error)
+	// UpdateAdminSession replaces Sealed and ExpiresAt if s.Version is the
+	// stored version, and bumps it. It returns ENotFound if the session is
+	// gone (signed out) and EConflict if it is at another version.
+	UpdateAdminSession(ctx context.Context, s *AdminSession) error
+	// DeleteAdminSession deletes the session, or returns ENotFound.
+	DeleteAdminSession(ctx context.Context, idHash string) error
+	// DeleteExpiredAdminSessions deletes the sessions whose ExpiresAt is not
+	// after now and returns how many it deleted.
+	DeleteExpiredAdminSessions(ctx context.Context, now time.Time) (int64, error)
 }

@@ -73,6 +73,9 @@ func Run(t *testing.T, open func(t *testing.T) keyhold.Store) {
 		{"ResealRowConcurrent", testResealRowConcurrent},
 		{"Files", testFiles},
 		{"FilesReseal", testFilesReseal},
+		{"AdminSessions", testAdminSessions},
+		{"AdminSessionsExpired", testAdminSessionsExpired},
+		{"AdminSessionsConcurrentUpdate", testAdminSessionsConcurrentUpdate},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
