@@ -18,6 +18,12 @@ const (
 	EInternal        = "internal"          // 500: a bug or an unexpected failure; details go to the log only
 )
 
+// DetailSeparationOfDuties is the detail code of an EConflict that refuses a
+// grant because the tenant keeps key vault administrators and platform
+// administrators apart (package duties); every surface sends it as its
+// error code, or in its message where the contract has fixed codes (Graph).
+const DetailSeparationOfDuties = "SeparationOfDutiesViolation"
+
 // Error is the one error type of Keyhold. Message is safe to show the caller;
 // Err (the cause) is for the log only and never reaches a response.
 type Error struct {
