@@ -1,7 +1,9 @@
 package admin
 
 import (
+	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"sort"
@@ -17,7 +19,7 @@ import (
 var cmkPreset = []string{"get", "wrapKey", "unwrapKey"}
 
 // keyPermissions are the key permissions an access policy may grant.
-var keyPermissions = []string{"get", "list", "create", "import", "update", "delete", "recover", "wrapKey", "unwrapKey", "encrypt", "decrypt", "sign", "verify"}
+var keyPermissions = []string{"get", "list", "create", "import", "update", "delete", "recover", "rotate", "wrapKey", "unwrapKey", "encrypt", "decrypt", "sign", "verify"}
 
 var (
 	vaultNameRE = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9-]{1,22}[a-zA-Z0-9]$`)
@@ -29,10 +31,18 @@ var (
 func (a *Admin) vaultRoutes(m *http.ServeMux) {
 	m.HandleFunc("GET /admin/vaults", a.page(false, a.vaults))
 	m.HandleFunc("POST /admin/vaults", a.page(false, a.createVault))
+	m.HandleFunc("POST /admin/vaults/recover", a.page(false, a.recoverVault))
 	m.HandleFunc("GET /admin/vaults/{sub}/{group}/{name}", a.page(false, a.vaultPage))
+	m.HandleFunc("POST /admin/vaults/{sub}/{group}/{name}/delete", a.page(false, a.deleteVault))
+	m.HandleFunc("POST /admin/vaults/{sub}/{group}/{name}/network", a.page(false, a.updateNetwork))
 	m.HandleFunc("POST /admin/vaults/{sub}/{group}/{name}/keys", a.page(false, a.createKey))
+	m.HandleFunc("POST /admin/vaults/{sub}/{group}/{name}/import", a.page(false, a.importKey))
+	m.HandleFunc("GET /admin/vaults/{sub}/{group}/{name}/keys/{key}", a.page(false, a.keyPage))
 	m.HandleFunc("POST /admin/vaults/{sub}/{group}/{name}/keys/{key}", a.page(false, a.keyAction))
+	m.HandleFunc("POST /admin/vaults/{sub}/{group}/{name}/keys/{key}/rotate", a.page(false, a.rotateKey))
+	m.HandleFunc("POST /admin/vaults/{sub}/{group}/{name}/keys/{key}/versions/{version}", a.page(false, a.versionAction))
 	m.HandleFunc("POST /admin/vaults/{sub}/{group}/{name}/access", a.page(false, a.addAccess))
+	m.HandleFunc("POST /admin/vaults/{sub}/{group}/{name}/access/remove", a.page(false, a.removeAccess))
 	m.HandleFunc("GET /admin/kv/policies", a.page(false, a.kvPolicies))
 	m.HandleFunc("POST /admin/kv/policies/reader", a.page(false, a.grantReader))
 }
@@ -42,6 +52,14 @@ type vaultRef struct{ Sub, Group, Name string }
 
 func (v vaultRef) Path() string {
 	return "/admin/vaults/" + url.PathEscape(v.Sub) + "/" + url.PathEscape(v.Group) + "/" + url.PathEscape(v.Name)
+}
+
+// KeyPath returns the key page of key name in the vault.
+func (v vaultRef) KeyPath(name string) string { return v.Path() + "/keys/" + url.PathEscape(name) }
+
+// refFromRequest returns the vault the request's path names.
+func refFromRequest(r *http.Request) vaultRef {
+	return vaultRef{Sub: r.PathValue("sub"), Group: r.PathValue("group"), Name: r.PathValue("name")}
 }
 
 func refFromID(id string) vaultRef {
@@ -58,11 +76,20 @@ type vaultItem struct {
 }
 
 type vaultForm struct {
-	Sub, Group, Name, Location, Network string
+	Sub, Group, Name, Location string
+	// Network is Enabled, Selected (from the IP rules only) or Disabled.
+	Network, IPRules string
+}
+
+// deletedVaultItem is a soft-deleted vault on the vaults page.
+type deletedVaultItem struct {
+	client.DeletedVault
+	Sub string
 }
 
 type vaultsView struct {
 	Vaults        []vaultItem
+	Deleted       []deletedVaultItem
 	Subscriptions []client.Subscription
 	Form          vaultForm
 	Errors        map[string]string
@@ -86,8 +113,16 @@ func (a *Admin) loadVaults(r *http.Request, s *session) (vaultsView, error) {
 		for _, vault := range vs {
 			v.Vaults = append(v.Vaults, vaultItem{Vault: vault, Ref: refFromID(vault.ID)})
 		}
+		// Reading deleted vaults takes rights on the subscription that a
+		// user with access to one vault may lack; they just see none.
+		if ds, err := c.ListDeletedVaults(ctx, sub.SubscriptionID); err == nil {
+			for _, d := range ds {
+				v.Deleted = append(v.Deleted, deletedVaultItem{DeletedVault: d, Sub: sub.SubscriptionID})
+			}
+		}
 	}
 	sort.Slice(v.Vaults, func(i, j int) bool { return v.Vaults[i].Name < v.Vaults[j].Name })
+	sort.Slice(v.Deleted, func(i, j int) bool { return v.Deleted[i].Name < v.Deleted[j].Name })
 	return v, nil
 }
 
@@ -109,7 +144,8 @@ func (a *Admin) createVault(w http.ResponseWriter, r *http.Request, s *session) 
 		return
 	}
 	f := vaultForm{Sub: r.PostFormValue("subscription"), Group: strings.TrimSpace(r.PostFormValue("group")),
-		Name: strings.TrimSpace(r.PostFormValue("name")), Location: strings.TrimSpace(r.PostFormValue("location")), Network: r.PostFormValue("network")}
+		Name: strings.TrimSpace(r.PostFormValue("name")), Location: strings.TrimSpace(r.PostFormValue("location")),
+		Network: r.PostFormValue("network"), IPRules: r.PostFormValue("iprules")}
 	v.Form = f
 	if !guidRE.MatchString(f.Sub) {
 		v.Errors["subscription"] = "Choose a subscription."
@@ -123,8 +159,9 @@ func (a *Admin) createVault(w http.ResponseWriter, r *http.Request, s *session) 
 	if f.Location == "" {
 		v.Errors["location"] = "Enter a region, such as westus."
 	}
-	if f.Network != "Enabled" && f.Network != "Disabled" {
-		v.Errors["network"] = "Choose whether the vault is reachable from public networks."
+	net, netErrs := parseNetwork(f.Network, f.IPRules, true, nil)
+	for k, msg := range netErrs {
+		v.Errors[k] = msg
 	}
 	if len(v.Errors) > 0 {
 		a.render(w, r, s, http.StatusBadRequest, "vaults", v)
@@ -141,13 +178,17 @@ func (a *Admin) createVault(w http.ResponseWriter, r *http.Request, s *session) 
 	on := true
 	vault, err := c.CreateVault(ctx, f.Sub, f.Group, f.Name, client.Vault{Location: f.Location, Properties: client.VaultProperties{
 		TenantID: s.tenantID, SKU: client.VaultSKU{Family: "A", Name: "standard"},
-		EnableSoftDelete: &on, EnablePurgeProtection: &on, PublicNetworkAccess: f.Network,
+		EnableSoftDelete: &on, EnablePurgeProtection: &on, PublicNetworkAccess: net.PublicNetworkAccess, NetworkACLs: net.NetworkACLs,
 		// The creator can manage keys in the vault it made.
 		AccessPolicies: []client.VaultAccessPolicy{{TenantID: s.tenantID, ObjectID: s.objectID,
 			Permissions: client.VaultPermissions{Keys: keyPermissions}}},
 	}})
 	if err != nil {
-		a.formErr(w, r, s, err, v, "name")
+		field := "name"
+		if strings.Contains(apiMessage(err), "networkAcls") {
+			field = "iprules"
+		}
+		a.formErr(w, r, s, err, v, field)
 		return
 	}
 	a.flash(s, "Vault "+vault.Name+" was created with soft delete and purge protection on.")
@@ -184,9 +225,21 @@ type vaultView struct {
 	Deleted     []keyRow
 	Versions    map[string]int
 	KeyForm     keyForm
+	ImportForm  importForm
+	Network     networkForm
+	Access      []accessRow
 	Errors      map[string]string
 	Permissions []string
 	Preset      []string
+	// KeysError is why the keys could not be listed (the vault's firewall,
+	// or no list permission), shown in place of the list.
+	KeysError string
+}
+
+// accessRow is an access policy with what the pages know of its principal.
+type accessRow struct {
+	client.VaultAccessPolicy
+	Who string
 }
 
 func unixText(p *int64) string {
@@ -197,17 +250,22 @@ func unixText(p *int64) string {
 }
 
 func (a *Admin) loadVault(r *http.Request, s *session) (vaultView, error) {
-	ref := vaultRef{Sub: r.PathValue("sub"), Group: r.PathValue("group"), Name: r.PathValue("name")}
+	ref := refFromRequest(r)
 	ctx, c := r.Context(), a.client(s)
 	vault, err := c.GetVault(ctx, ref.Sub, ref.Group, ref.Name)
 	if err != nil {
 		return vaultView{}, err
 	}
 	v := vaultView{Vault: *vault, Ref: ref, Errors: map[string]string{}, KeyForm: keyForm{Kty: "RSA", Size: "2048"},
+		ImportForm: importForm{Kty: "RSA"}, Network: currentNetwork(vault.Properties),
 		Permissions: keyPermissions, Preset: cmkPreset, Versions: map[string]int{}}
+	v.Access = a.accessRows(r, s, c, vault.Properties.AccessPolicies)
 	keys, err := c.ListKeys(ctx, ref.Name)
-	if err != nil && client.StatusCode(err) != http.StatusForbidden {
-		return vaultView{}, err
+	if err != nil {
+		if client.StatusCode(err) != http.StatusForbidden {
+			return vaultView{}, err
+		}
+		v.KeysError = apiMessage(err)
 	}
 	for _, k := range keys {
 		row := keyRow{Name: k.Name(), Enabled: k.Attributes.Enabled == nil || *k.Attributes.Enabled,
@@ -284,7 +342,7 @@ func (a *Admin) createKey(w http.ResponseWriter, r *http.Request, s *session) {
 // keyAction enables, disables or deletes (both after confirmation: either
 // locks the environments whose policy uses the key) or recovers a key.
 func (a *Admin) keyAction(w http.ResponseWriter, r *http.Request, s *session) {
-	ref := vaultRef{Sub: r.PathValue("sub"), Group: r.PathValue("group"), Name: r.PathValue("name")}
+	ref := refFromRequest(r)
 	key, action := r.PathValue("key"), r.PostFormValue("action")
 	ctx, c := r.Context(), a.client(s)
 	var err error
@@ -419,4 +477,332 @@ func (a *Admin) grantReader(w http.ResponseWriter, r *http.Request, s *session) 
 	}
 	a.flash(s, "Reader granted on "+policyName(v.Policy)+".")
 	http.Redirect(w, r, "/admin/kv/policies", http.StatusSeeOther)
+}
+
+// apiMessage returns the message of an API refusal, or "" for any other
+// error, whose detail belongs in the log only.
+func apiMessage(err error) string {
+	var ce *client.Error
+	if asClientError(err, &ce) && ce.StatusCode < 500 {
+		return ce.Message
+	}
+	return ""
+}
+
+// accessRows names the principals of a vault's access policies where the
+// pages can do so cheaply: the signed-in user, and the identities of the
+// enterprise policies the user can read. Others show their object id only.
+func (a *Admin) accessRows(r *http.Request, s *session, c *client.Client, aps []client.VaultAccessPolicy) []accessRow {
+	names := map[string]string{strings.ToLower(s.objectID): "You (" + s.upn + ")"}
+	if len(aps) > 1 || len(aps) == 1 && !strings.EqualFold(aps[0].ObjectID, s.objectID) {
+		if ps, err := a.listPolicies(r.Context(), c); err == nil {
+			for _, p := range ps {
+				if id := p.PrincipalID(); id != "" {
+					names[strings.ToLower(id)] = "Identity of enterprise policy " + p.Name
+				}
+			}
+		}
+	}
+	rows := make([]accessRow, 0, len(aps))
+	for _, ap := range aps {
+		rows = append(rows, accessRow{VaultAccessPolicy: ap, Who: names[strings.ToLower(ap.ObjectID)]})
+	}
+	return rows
+}
+
+// networkForm is the Networking card: Network is Enabled, Selected (the
+// IP rules only) or Disabled; Bypass lets trusted services (enterprise
+// policy identities) through the firewall.
+type networkForm struct {
+	Network, IPRules string
+	Bypass           bool
+}
+
+// currentNetwork reads a vault's networking into the form.
+func currentNetwork(p client.VaultProperties) networkForm {
+	f := networkForm{Network: "Enabled", Bypass: true}
+	if acl := p.NetworkACLs; acl != nil {
+		f.Bypass = acl.Bypass == "" || strings.Contains(strings.ToLower(acl.Bypass), "azureservices")
+		rules := make([]string, 0, len(acl.IPRules))
+		for _, r := range acl.IPRules {
+			rules = append(rules, r.Value)
+		}
+		f.IPRules = strings.Join(rules, "\n")
+		if strings.EqualFold(acl.DefaultAction, "Deny") {
+			f.Network = "Selected"
+		}
+	}
+	if strings.EqualFold(p.PublicNetworkAccess, "Disabled") {
+		f.Network = "Disabled"
+	}
+	return f
+}
+
+// maxIPRules is the vault firewall's limit.
+const maxIPRules = 1000
+
+// parseIPRules reads IPv4 addresses and CIDR ranges, one a line (commas
+// and spaces also separate them), drops repeats and returns them in
+// canonical form, or a message about the first bad one.
+func parseIPRules(text string) ([]client.VaultIPRule, string) {
+	fields := strings.FieldsFunc(text, func(r rune) bool {
+		return r == '\n' || r == '\r' || r == ',' || r == ';' || r == ' ' || r == '\t'
+	})
+	seen := map[string]bool{}
+	var out []client.VaultIPRule
+	for _, f := range fields {
+		shown := f
+		if len(shown) > 50 {
+			shown = shown[:50] + "…"
+		}
+		var canon string
+		if strings.Contains(f, "/") {
+			pfx, err := netip.ParsePrefix(f)
+			switch {
+			case err != nil:
+				return nil, fmt.Sprintf("%q is not an IPv4 address or CIDR range such as 203.0.113.0/24.", shown)
+			case !pfx.Addr().Is4():
+				return nil, fmt.Sprintf("%q is an IPv6 range; the vault firewall takes IPv4 addresses and ranges only.", shown)
+			case pfx != pfx.Masked():
+				return nil, fmt.Sprintf("%q has host bits set; the range is %s.", shown, pfx.Masked())
+			}
+			canon = pfx.String()
+		} else {
+			addr, err := netip.ParseAddr(f)
+			switch {
+			case err != nil:
+				return nil, fmt.Sprintf("%q is not an IPv4 address or CIDR range such as 203.0.113.0/24.", shown)
+			case !addr.Is4():
+				return nil, fmt.Sprintf("%q is an IPv6 address; the vault firewall takes IPv4 addresses and ranges only.", shown)
+			}
+			canon = addr.String()
+		}
+		if !seen[canon] {
+			seen[canon] = true
+			out = append(out, client.VaultIPRule{Value: canon})
+		}
+	}
+	if len(out) > maxIPRules {
+		return nil, fmt.Sprintf("The vault firewall takes at most %d rules; this list has %d.", maxIPRules, len(out))
+	}
+	return out, ""
+}
+
+// networkSettings is what a Networking choice sets on a vault.
+type networkSettings struct {
+	PublicNetworkAccess string
+	NetworkACLs         *client.VaultNetworkACLs
+	Rules               []string
+}
+
+// parseNetwork turns a Networking choice into vault settings. Enabled opens
+// the vault to every network and clears the rules; Selected lets only the
+// rules through; Disabled closes it to public networks, keeping the rules
+// for later. Trusted services pass when bypass is on. prev carries the
+// firewall's virtual network rules, which the pages do not edit, over. The
+// map holds messages by field (network, iprules).
+func parseNetwork(mode, rulesText string, bypass bool, prev *client.VaultNetworkACLs) (networkSettings, map[string]string) {
+	errs := map[string]string{}
+	rules, msg := parseIPRules(rulesText)
+	acl := &client.VaultNetworkACLs{Bypass: "None", DefaultAction: "Deny", IPRules: rules}
+	if bypass {
+		acl.Bypass = "AzureServices"
+	}
+	if prev != nil {
+		acl.VirtualNetworkRules = prev.VirtualNetworkRules
+	}
+	out := networkSettings{PublicNetworkAccess: "Enabled", NetworkACLs: acl}
+	switch mode {
+	case "Enabled":
+		acl.DefaultAction, acl.IPRules = "Allow", nil
+		return out, errs
+	case "Selected":
+		if msg == "" && len(rules) == 0 {
+			msg = "Enter at least one IPv4 address or range, or choose Disabled."
+		}
+	case "Disabled":
+		out.PublicNetworkAccess = "Disabled"
+	default:
+		errs["network"] = "Choose Enabled, Enabled from selected IP addresses, or Disabled."
+		return out, errs
+	}
+	if msg != "" {
+		errs["iprules"] = msg
+	}
+	for _, r := range rules {
+		out.Rules = append(out.Rules, r.Value)
+	}
+	return out, errs
+}
+
+// updateNetwork saves the Networking card. Closing the vault to public
+// networks or to all but some addresses asks first: it can lock every
+// environment whose policy uses the vault.
+func (a *Admin) updateNetwork(w http.ResponseWriter, r *http.Request, s *session) {
+	v, err := a.loadVault(r, s)
+	if err != nil {
+		a.fail(w, r, s, err)
+		return
+	}
+	f := networkForm{Network: r.PostFormValue("network"), IPRules: r.PostFormValue("iprules"), Bypass: r.PostFormValue("bypass") == "on"}
+	v.Network = f
+	net, errs := parseNetwork(f.Network, f.IPRules, f.Bypass, v.Vault.Properties.NetworkACLs)
+	if len(errs) > 0 {
+		v.Errors = errs
+		a.render(w, r, s, http.StatusBadRequest, "vault", v)
+		return
+	}
+	if f.Network != "Enabled" && r.PostFormValue("confirm") != "yes" {
+		cv := confirmView{Title: "Restrict network access to " + v.Vault.Name, Action: v.Ref.Path() + "/network", Button: "Save networking", Back: v.Ref.Path(),
+			Fields: map[string][]string{"network": {f.Network}, "iprules": {strings.Join(net.Rules, ",")}}}
+		if f.Bypass {
+			cv.Fields["bypass"] = []string{"on"}
+		}
+		who := "Trusted services, such as an enterprise policy's identity, may still pass."
+		if !f.Bypass {
+			who = "Trusted services may not pass either, so every environment whose policy uses this vault is disabled at once."
+		}
+		if f.Network == "Disabled" {
+			cv.Message = "The vault is closed to public networks: no address can reach its keys, these pages included. " + who
+		} else {
+			cv.Message = "Only the addresses below can reach the vault's keys; these pages reach them from the Keyhold server's own address. " + who
+			cv.Items = net.Rules
+		}
+		for _, p := range a.policiesUsing(r, s, v.Vault.ID, "") {
+			cv.Items = append(cv.Items, "Used by enterprise policy "+p)
+		}
+		a.render(w, r, s, http.StatusOK, "confirm", cv)
+		return
+	}
+	if _, err := a.client(s).UpdateVault(r.Context(), v.Ref.Sub, v.Ref.Group, v.Ref.Name, client.VaultPatch{
+		PublicNetworkAccess: net.PublicNetworkAccess, NetworkACLs: net.NetworkACLs}); err != nil {
+		if msg := apiMessage(err); msg != "" {
+			v.Errors["iprules"] = msg
+			a.render(w, r, s, client.StatusCode(err), "vault", v)
+			return
+		}
+		a.fail(w, r, s, err)
+		return
+	}
+	a.flash(s, "Networking saved.")
+	http.Redirect(w, r, v.Ref.Path(), http.StatusSeeOther)
+}
+
+// policiesUsing names the enterprise policies the user can read that use
+// the vault vaultID (and key, when not ""); a failed lookup names none,
+// since the list only informs a confirmation.
+func (a *Admin) policiesUsing(r *http.Request, s *session, vaultID, key string) []string {
+	ps, err := a.listPolicies(r.Context(), a.client(s))
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, p := range ps {
+		enc := p.Properties.Encryption
+		if enc == nil || enc.KeyVault == nil || !strings.EqualFold(enc.KeyVault.ID, vaultID) {
+			continue
+		}
+		if key != "" && !strings.EqualFold(enc.KeyVault.Key.Name, key) {
+			continue
+		}
+		out = append(out, p.Name)
+	}
+	return out
+}
+
+// deleteVault soft-deletes the vault after confirmation.
+func (a *Admin) deleteVault(w http.ResponseWriter, r *http.Request, s *session) {
+	ref := refFromRequest(r)
+	c := a.client(s)
+	vault, err := c.GetVault(r.Context(), ref.Sub, ref.Group, ref.Name)
+	if err != nil {
+		a.fail(w, r, s, err)
+		return
+	}
+	days := 90
+	if d := vault.Properties.SoftDeleteRetentionInDays; d != nil {
+		days = *d
+	}
+	purge := "Without purge protection it could be purged for good before then."
+	if p := vault.Properties.EnablePurgeProtection; p != nil && *p {
+		purge = "Purge protection is on, so nobody can purge it before then."
+	}
+	if r.PostFormValue("confirm") != "yes" {
+		cv := confirmView{Title: "Delete vault " + vault.Name, Action: ref.Path() + "/delete", Button: "Delete vault", Back: ref.Path(),
+			Message: fmt.Sprintf("The vault and its keys are soft-deleted: they stay recoverable from the Key vaults page for %d days. %s "+
+				"Every environment whose policy uses a key in this vault is disabled until the vault is recovered and an administrator re-enables it.", days, purge)}
+		for _, p := range a.policiesUsing(r, s, vault.ID, "") {
+			cv.Items = append(cv.Items, "Used by enterprise policy "+p)
+		}
+		a.render(w, r, s, http.StatusOK, "confirm", cv)
+		return
+	}
+	if err := c.DeleteVault(r.Context(), ref.Sub, ref.Group, ref.Name); err != nil {
+		a.flashErr(w, r, s, err, ref.Path())
+		return
+	}
+	a.flash(s, fmt.Sprintf("Vault %s was deleted. It can be recovered below for %d days.", vault.Name, days))
+	http.Redirect(w, r, "/admin/vaults", http.StatusSeeOther)
+}
+
+// recoverVault recovers a soft-deleted vault with its keys and access
+// policies, where it was.
+func (a *Admin) recoverVault(w http.ResponseWriter, r *http.Request, s *session) {
+	sub, name := r.PostFormValue("subscription"), r.PostFormValue("name")
+	if !guidRE.MatchString(sub) || !vaultNameRE.MatchString(name) {
+		a.render(w, r, s, http.StatusBadRequest, "error", errorView{Title: "Nothing to recover", Message: "The form does not name a deleted vault."})
+		return
+	}
+	vault, err := a.client(s).RecoverVault(r.Context(), sub, s.tenantID, name)
+	if err != nil {
+		a.flashErr(w, r, s, err, "/admin/vaults")
+		return
+	}
+	a.flash(s, "Vault "+vault.Name+" was recovered with its keys and access policies. Re-enable any environment it locked.")
+	http.Redirect(w, r, refFromID(vault.ID).Path(), http.StatusSeeOther)
+}
+
+// removeAccess removes a principal's access policy after confirmation.
+func (a *Admin) removeAccess(w http.ResponseWriter, r *http.Request, s *session) {
+	v, err := a.loadVault(r, s)
+	if err != nil {
+		a.fail(w, r, s, err)
+		return
+	}
+	obj := strings.TrimSpace(r.PostFormValue("object"))
+	var row *accessRow
+	for i := range v.Access {
+		if strings.EqualFold(v.Access[i].ObjectID, obj) {
+			row = &v.Access[i]
+		}
+	}
+	if row == nil {
+		a.flash(s, "Refused: there is no access policy for "+obj+" on this vault.")
+		http.Redirect(w, r, v.Ref.Path(), http.StatusSeeOther)
+		return
+	}
+	if r.PostFormValue("confirm") != "yes" {
+		who := row.ObjectID
+		if row.Who != "" {
+			who = row.Who + " (" + row.ObjectID + ")"
+		}
+		msg := who + " loses every permission on this vault. If it is an enterprise policy's identity, every environment under that policy is disabled until access is granted again and an administrator re-enables it."
+		if strings.EqualFold(row.ObjectID, s.objectID) {
+			msg = "You lose every permission on this vault's keys: you can no longer list, create or change them here. " + msg
+		}
+		a.render(w, r, s, http.StatusOK, "confirm", confirmView{Title: "Remove access policy", Message: msg,
+			Action: v.Ref.Path() + "/access/remove", Button: "Remove access policy", Back: v.Ref.Path(),
+			Fields: map[string][]string{"object": {row.ObjectID}},
+			Items:  []string{"Key permissions: " + strings.Join(row.Permissions.Keys, ", ")}})
+		return
+	}
+	all := []string{"all"}
+	if err := a.client(s).UpdateAccessPolicies(r.Context(), v.Ref.Sub, v.Ref.Group, v.Ref.Name, client.AccessPolicyRemove,
+		[]client.VaultAccessPolicy{{TenantID: row.TenantID, ObjectID: row.ObjectID, ApplicationID: row.ApplicationID,
+			Permissions: client.VaultPermissions{Keys: all, Secrets: all, Certificates: all, Storage: all}}}); err != nil {
+		a.flashErr(w, r, s, err, v.Ref.Path())
+		return
+	}
+	a.flash(s, "Access policy of "+row.ObjectID+" removed.")
+	http.Redirect(w, r, v.Ref.Path(), http.StatusSeeOther)
 }

@@ -262,3 +262,32 @@ func (c *Client) keyOperation(ctx context.Context, vault, name, version, op, alg
 	}
 	return &KeyOperationResult{KID: out.KID, Value: v}, nil
 }
+
+// KeyImport describes a key to import. Key is the JSON of a JSON Web Key
+// with its private members; callers should wipe it once the call returns.
+type KeyImport struct {
+	Key       json.RawMessage
+	HSM       bool
+	NotBefore time.Time
+	Expires   time.Time
+	Disabled  bool
+	Tags      map[string]string
+}
+
+// ImportKeyWith imports k as a new version of name in vault, with its
+// attributes; a key the vault refuses (not a valid private key, a size or
+// type it does not take) is an *Error with status 400.
+func (c *Client) ImportKeyWith(ctx context.Context, vault, name string, k KeyImport) (*KeyBundle, error) {
+	attrs := KeyAttributes{NotBefore: unixPtr(k.NotBefore), Expires: unixPtr(k.Expires)}
+	if k.Disabled {
+		f := false
+		attrs.Enabled = &f
+	}
+	body := map[string]any{"key": k.Key, "Hsm": k.HSM, "attributes": attrs}
+	if len(k.Tags) > 0 {
+		body["tags"] = k.Tags
+	}
+	var out KeyBundle
+	_, err := c.Do(ctx, http.MethodPut, AudienceVault, keyPath(vault, "keys", name), body, &out)
+	return &out, err
+}

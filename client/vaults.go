@@ -63,9 +63,16 @@ type VaultPermissions struct {
 
 // VaultNetworkACLs is a vault's firewall.
 type VaultNetworkACLs struct {
-	Bypass        string        `json:"bypass,omitempty"`
-	DefaultAction string        `json:"defaultAction,omitempty"`
-	IPRules       []VaultIPRule `json:"ipRules,omitempty"`
+	Bypass              string                    `json:"bypass,omitempty"`
+	DefaultAction       string                    `json:"defaultAction,omitempty"`
+	IPRules             []VaultIPRule             `json:"ipRules,omitempty"`
+	VirtualNetworkRules []VaultVirtualNetworkRule `json:"virtualNetworkRules,omitempty"`
+}
+
+// VaultVirtualNetworkRule lets a subnet through the firewall.
+type VaultVirtualNetworkRule struct {
+	ID                               string `json:"id"`
+	IgnoreMissingVnetServiceEndpoint bool   `json:"ignoreMissingVnetServiceEndpoint,omitempty"`
 }
 
 // VaultIPRule lets an address or CIDR range through the firewall.
@@ -242,5 +249,37 @@ func (c *Client) CheckVaultName(ctx context.Context, sub, name string) (*NameAva
 	var out NameAvailability
 	in := map[string]string{"name": name, "type": "Microsoft.KeyVault/vaults"}
 	_, err := c.Do(ctx, http.MethodPost, AudienceARM, pathf("subscriptions/%s/providers/Microsoft.KeyVault/checkNameAvailability", sub)+q(APIVersionKeyVault), in, &out)
+	return &out, err
+}
+
+// VaultPatch changes some of a vault's properties; empty and nil fields
+// stay as they are. NetworkACLs replaces the whole firewall.
+type VaultPatch struct {
+	Tags                  map[string]string
+	PublicNetworkAccess   string // Enabled or Disabled
+	NetworkACLs           *VaultNetworkACLs
+	EnablePurgeProtection *bool
+}
+
+// UpdateVault applies p to the vault name with a PATCH, which leaves the
+// properties p does not name (access policies among them) as they are. A
+// refused change is an *Error with the resource manager's status and message.
+func (c *Client) UpdateVault(ctx context.Context, sub, group, name string, p VaultPatch) (*Vault, error) {
+	props := map[string]any{}
+	if p.PublicNetworkAccess != "" {
+		props["publicNetworkAccess"] = p.PublicNetworkAccess
+	}
+	if p.NetworkACLs != nil {
+		props["networkAcls"] = p.NetworkACLs
+	}
+	if p.EnablePurgeProtection != nil {
+		props["enablePurgeProtection"] = *p.EnablePurgeProtection
+	}
+	in := map[string]any{"properties": props}
+	if p.Tags != nil {
+		in["tags"] = p.Tags
+	}
+	var out Vault
+	_, err := c.Do(ctx, http.MethodPatch, AudienceARM, vaultPath(sub, group, name)+q(APIVersionKeyVault), in, &out)
 	return &out, err
 }
