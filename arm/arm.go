@@ -20,6 +20,7 @@ import (
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/armid"
+	"github.com/keyhold/keyhold/duties"
 	"github.com/keyhold/keyhold/events"
 	"github.com/keyhold/keyhold/httpapi"
 	"github.com/keyhold/keyhold/rbac"
@@ -41,6 +42,9 @@ type Config struct {
 	// is created or deleted, also when the deletion of its scope takes it
 	// along; nil publishes nowhere.
 	Events *events.Bus
+	// Duties checks each role assignment before it is created, in the
+	// same transaction; nil checks nothing.
+	Duties *duties.Checker
 }
 
 // Server is the resource manager. Register resource types before serving;
@@ -52,6 +56,7 @@ type Server struct {
 	now    func() time.Time
 	delay  time.Duration
 	events *events.Bus
+	duties *duties.Checker
 
 	mu     sync.RWMutex
 	types  map[string]ResourceType // by lower-case type
@@ -67,6 +72,7 @@ func New(cfg Config) *Server {
 		now:    cfg.Now,
 		delay:  cfg.RegistrationDelay,
 		events: cfg.Events,
+		duties: cfg.Duties,
 		types:  map[string]ResourceType{},
 	}
 	if s.authz == nil {

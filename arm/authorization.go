@@ -357,6 +357,9 @@ func (s *Server) putRoleAssignment(q *request, scope armid.ID, name string) erro
 				return keyhold.Errorc(keyhold.EConflict, "RoleAssignmentExists", "The role assignment already exists.")
 			}
 		}
+		if err := s.duties.CheckRoleAssignment(q.ctx, tx, a); err != nil {
+			return err
+		}
 		if err := tx.CreateRoleAssignment(q.ctx, a); err != nil {
 			if keyhold.IsConflict(err) {
 				return keyhold.Errorc(keyhold.EConflict, "RoleAssignmentExists", "The role assignment already exists.")

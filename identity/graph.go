@@ -823,9 +823,20 @@ func (s *Service) graphAddGroupMember(g *graphReq) error {
 		return err
 	}
 	if err := s.AddGroupMember(g.ctx, id, member); err != nil {
-		return err
+		return graphDuties(err)
 	}
 	return g.noContent()
+}
+
+// graphDuties puts a separation-of-duties refusal in Graph's terms: Graph
+// answers 400 Request_BadRequest for a change the directory's state
+// forbids, so the code SeparationOfDutiesViolation leads the message.
+// Other errors pass unchanged.
+func graphDuties(err error) error {
+	if keyhold.ErrorDetail(err) != keyhold.DetailSeparationOfDuties {
+		return err
+	}
+	return keyhold.Errorc(keyhold.EConflict, graphBadRequest, "%s: %s", keyhold.DetailSeparationOfDuties, keyhold.ErrorMessage(err))
 }
 
 func (s *Service) graphRemoveGroupMember(g *graphReq) error {
@@ -951,7 +962,7 @@ func (s *Service) graphAddRoleMember(g *graphReq) error {
 	}
 	roles := append(slices.Clone(u.DirectoryRoles), name)
 	if _, err := s.UpdatePrincipal(g.ctx, u.ID, PrincipalUpdate{DirectoryRoles: &roles}); err != nil {
-		return err
+		return graphDuties(err)
 	}
 	return g.noContent()
 }

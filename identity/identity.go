@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/duties"
 	"github.com/keyhold/keyhold/seal"
 )
 
@@ -77,6 +78,9 @@ type Config struct {
 	Audiences []string
 	// Rand is the source of ids and secrets; nil means crypto/rand.
 	Rand io.Reader
+	// Duties checks each new platform role and group membership in the
+	// transaction that writes it; nil checks nothing.
+	Duties *duties.Checker
 }
 
 // Service issues and verifies tokens and keeps the directory.
@@ -90,6 +94,7 @@ type Service struct {
 	log       *slog.Logger
 	rand      io.Reader
 	audiences []string
+	duties    *duties.Checker
 
 	signer  *rsa.PrivateKey
 	kid     string
@@ -125,6 +130,7 @@ func New(ctx context.Context, store keyhold.Store, key *seal.Key, cfg Config) (*
 		log:       cfg.Logger,
 		rand:      cfg.Rand,
 		audiences: cfg.Audiences,
+		duties:    cfg.Duties,
 		argon:     defaultArgon,
 	}
 	if s.lifetime <= 0 {

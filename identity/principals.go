@@ -3,6 +3,7 @@ package identity
 import (
 	"context"
 	"io"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -364,7 +365,8 @@ func (s *Service) CreateGroup(ctx context.Context, tenantID, displayName string)
 // AddGroupMember makes memberID a direct member of groupID. It returns
 // ENotFound if either does not exist (or they are in different tenants),
 // EInvalid if groupID is not a group or the membership would make a cycle, and
-// EConflict if memberID is already a member.
+// EConflict if memberID is already a member or separation of duties refuses
+// the membership (detail keyhold.DetailSeparationOfDuties).
 func (s *Service) AddGroupMember(ctx context.Context, groupID, memberID string) error {
 	return s.storeErr("add group member", s.store.InTx(ctx, func(tx keyhold.Store) error {
 		g, err := tx.GetPrincipal(ctx, groupID)
@@ -400,6 +402,9 @@ func (s *Service) AddGroupMember(ctx context.Context, groupID, memberID string) 
 			if id == memberID {
 				return keyhold.Errorf(keyhold.EConflict, "identity: one or more added object references already exist for the following modified properties: 'members'")
 			}
+		}
+		if err := s.duties.CheckGroupMember(ctx, tx, g, m); err != nil {
+			return err
 		}
 		return tx.AddGroupMember(ctx, groupID, memberID)
 	}))
@@ -456,7 +461,8 @@ type PrincipalUpdate struct {
 // directory roles and returns it. It returns ENotFound if it does not exist,
 // EInvalid for an empty display name, an unknown role or roles for a
 // non-user, and EConflict if the change would leave the tenant without an
-// enabled Global Administrator.
+// enabled Global Administrator or separation of duties refuses a new
+// platform role (detail keyhold.DetailSeparationOfDuties).
 func (s *Service) UpdatePrincipal(ctx context.Context, id string, u PrincipalUpdate) (*keyhold.Principal, error) {
 	if u.DisplayName != nil {
 		if err := checkDisplayName(*u.DisplayName); err != nil {
@@ -485,7 +491,15 @@ func (s *Service) UpdatePrincipal(ctx context.Context, id string, u PrincipalUpd
 			if p.Type != keyhold.PrincipalUser && len(*u.DirectoryRoles) > 0 {
 				return keyhold.Errorf(keyhold.EInvalid, "identity: only users can hold directory roles")
 			}
+			had := p.DirectoryRoles
 			p.DirectoryRoles = dedupe(*u.DirectoryRoles)
+			for _, r := range p.DirectoryRoles {
+				if !slices.Contains(had, r) {
+					if err := s.duties.CheckDirectoryRole(ctx, tx, p, r); err != nil {
+						return err
+					}
+				}
+			}
 		}
 		if wasGA && (p.Disabled || !p.HasDirectoryRole(keyhold.RoleGlobalAdministrator)) {
 			if err := lastGA(ctx, tx, p); err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/arm"
 	"github.com/keyhold/keyhold/armid"
+	"github.com/keyhold/keyhold/duties"
 	"github.com/keyhold/keyhold/events"
 	"github.com/keyhold/keyhold/httpapi"
 )
@@ -95,8 +96,9 @@ type vaultBody struct {
 // Put validates a vault PUT: a new vault, a full update of an existing one,
 // or (createMode recover) the recovery of a soft-deleted one. It returns
 // EInvalid (400) for a property it refuses, EConflict (409) when another
-// vault, live or soft-deleted, has the name, and ENotFound (404) for a
-// recovery with nothing to recover.
+// vault, live or soft-deleted, has the name or when separation of duties
+// refuses an access policy (SeparationOfDutiesViolation), and ENotFound
+// (404) for a recovery with nothing to recover.
 func (t vaultType) Put(ctx context.Context, req *arm.PutRequest) (*keyhold.Resource, int, error) {
 	name := req.ID.Name()
 	if err := vaultNameError(name); err != nil {
@@ -146,6 +148,14 @@ func (t vaultType) Put(ctx context.Context, req *arm.PutRequest) (*keyhold.Resou
 	if err := t.s.checkProperties(name, p, prev, req.Caller.TenantID); err != nil {
 		return nil, 0, err
 	}
+	vaultID := req.ID.String()
+	var prevPolicies []AccessPolicy
+	if prev != nil {
+		vaultID, prevPolicies = req.Existing.ID, prev.AccessPolicies
+	}
+	if err := t.s.checkDuties(ctx, req.Store, req.Caller.TenantID, vaultID, prevPolicies, p.AccessPolicies); err != nil {
+		return nil, 0, err
+	}
 	out := *req.Resource
 	out.SKU = nil // a vault's sku lives in its properties
 	if out.Properties, err = json.Marshal(p); err != nil {
@@ -158,7 +168,8 @@ func (t vaultType) Put(ctx context.Context, req *arm.PutRequest) (*keyhold.Resou
 // Patch applies a vault PATCH: properties present in the body replace the
 // stored ones, the rest stay. It returns EInvalid (400) for a property it
 // refuses, such as turning soft delete or purge protection off or changing
-// the retention period.
+// the retention period, and EConflict (409, SeparationOfDutiesViolation)
+// for an access policy that separation of duties refuses.
 func (t vaultType) Patch(ctx context.Context, req *arm.PutRequest) (*keyhold.Resource, error) {
 	prev, err := ParseProperties(req.Existing)
 	if err != nil {
@@ -173,6 +184,9 @@ func (t vaultType) Patch(ctx context.Context, req *arm.PutRequest) (*keyhold.Res
 		applyPatch(next, patch, present)
 	}
 	if err := t.s.checkProperties(req.ID.Name(), next, prev, req.Caller.TenantID); err != nil {
+		return nil, err
+	}
+	if err := t.s.checkDuties(ctx, req.Store, req.Caller.TenantID, req.Existing.ID, prev.AccessPolicies, next.AccessPolicies); err != nil {
 		return nil, err
 	}
 	out := *req.Existing
@@ -680,7 +694,8 @@ type accessPolicyBody struct {
 // add merges the given permissions into each principal's policy, remove
 // takes them away (dropping a policy left empty; "all" takes everything),
 // replace sets the vault's whole list to the given one. It answers with the
-// given policies, as Azure does.
+// given policies, as Azure does, or 409 SeparationOfDutiesViolation when
+// separation of duties refuses a principal's new key management rights.
 func (t vaultType) updateAccessPolicies(ctx context.Context, rr *arm.RouteRequest) (any, int, error) {
 	kind := strings.ToLower(rr.Params["operationKind"])
 	if kind != "add" && kind != "replace" && kind != "remove" {
@@ -735,6 +750,9 @@ func (t vaultType) updateAccessPolicies(ctx context.Context, rr *arm.RouteReques
 		if len(next.AccessPolicies) > maxAccessPolicies {
 			return badRequest("A vault can have at most %d access policies; this change would make %d.", maxAccessPolicies, len(next.AccessPolicies))
 		}
+		if err := t.s.checkDuties(ctx, tx, rr.Caller.TenantID, r.ID, prev.AccessPolicies, next.AccessPolicies); err != nil {
+			return err
+		}
 		if r.Properties, err = json.Marshal(next); err != nil {
 			return keyhold.Internal("keyvault: encoding vault properties", err)
 		}
@@ -760,6 +778,24 @@ func (t vaultType) updateAccessPolicies(ctx context.Context, rr *arm.RouteReques
 		"location":   location,
 		"properties": map[string]any{"accessPolicies": given},
 	}, http.StatusOK, nil
+}
+
+// checkDuties asks the separation-of-duties checker, in the write's
+// transaction st, whether the change of vaultID's access policies from prev
+// to next may go ahead; it returns its SeparationOfDutiesViolation conflict
+// or the store's error.
+func (s *Service) checkDuties(ctx context.Context, st keyhold.Store, tenantID, vaultID string, prev, next []AccessPolicy) error {
+	if s.cfg.Duties == nil {
+		return nil
+	}
+	conv := func(list []AccessPolicy) []duties.AccessPolicy {
+		out := make([]duties.AccessPolicy, 0, len(list))
+		for _, ap := range list {
+			out = append(out, duties.AccessPolicy{TenantID: ap.TenantID, ObjectID: ap.ObjectID, Keys: ap.Permissions.Keys})
+		}
+		return out
+	}
+	return s.cfg.Duties.CheckAccessPolicies(ctx, st, tenantID, vaultID, conv(prev), conv(next))
 }
 
 // vaultNotFound is ARM's 404 for a vault id.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/duties"
 	"github.com/keyhold/keyhold/events"
 	"github.com/keyhold/keyhold/rbac"
 	"github.com/keyhold/keyhold/seal"
@@ -40,6 +41,9 @@ type Config struct {
 	// RotationInterval is how often the background rotator and purger look
 	// for due work; 0 means one minute.
 	RotationInterval time.Duration
+	// Duties checks every write of access policies (vault PUT and PATCH,
+	// accessPolicies/{add,replace}) in its transaction; nil checks nothing.
+	Duties *duties.Checker
 }
 
 // HSM is a hardware security module that generates and uses -HSM keys

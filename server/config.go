@@ -63,6 +63,10 @@ type Config struct {
 	// monitor's defaults (60 s and 10 s). Events make it check at once
 	// whatever these are.
 	HealthInterval, HealthUnhealthyInterval time.Duration
+	// SeparationOfDuties turns separation of duties on for every tenant,
+	// whatever their own setting: no principal may then be both a key vault
+	// administrator and a platform administrator (package duties).
+	SeparationOfDuties bool
 
 	// Now is the clock handed to every component; nil means time.Now.
 	Now func() time.Time

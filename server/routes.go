@@ -11,6 +11,7 @@ import (
 	"github.com/keyhold/keyhold/admin"
 	"github.com/keyhold/keyhold/audit"
 	"github.com/keyhold/keyhold/dataverse"
+	"github.com/keyhold/keyhold/duties"
 	"github.com/keyhold/keyhold/environment"
 	"github.com/keyhold/keyhold/httpapi"
 	"github.com/keyhold/keyhold/identity"
@@ -107,6 +108,7 @@ func (s *Server) surfaces() []surface {
 		// Legacy BYOK: a tenant's uploaded protection key, and putting an
 		// environment under it (the starting point of a BYOK migration).
 		{name: "environment", match: anyOf(prefix("/keyhold/v1/environments"), prefix(environment.TenantKeysPath)), audience: identity.AudiencePlatform, handler: s.environments.LifecycleHandler()},
+		{name: "duties", match: prefix(duties.Path), audience: identity.AudienceManagement, handler: s.duties.Handler()},
 		{name: "keyhold", match: prefix("/keyhold/v1"), audience: identity.AudienceManagement, handler: notFound("the Keyhold management API")},
 		{name: "graph", match: prefix("/v1.0"), audience: identity.AudienceGraph, handler: s.identity.GraphHandler()},
 		{name: "arm", match: prefixFold("/subscriptions"), audience: identity.AudienceManagement, handler: s.arm.Handler()},

@@ -25,6 +25,7 @@ import (
 	"github.com/keyhold/keyhold/audit"
 	"github.com/keyhold/keyhold/dataverse"
 	"github.com/keyhold/keyhold/deploy"
+	"github.com/keyhold/keyhold/duties"
 	"github.com/keyhold/keyhold/environment"
 	"github.com/keyhold/keyhold/events"
 	"github.com/keyhold/keyhold/identity"
@@ -55,6 +56,8 @@ type Server struct {
 	key      *seal.Key
 	identity *identity.Service
 	authz    *rbac.Authorizer
+	// duties checks every grant of a key vault or platform role.
+	duties   *duties.Checker
 	arm      *arm.Server
 	audit    *audit.Log
 	metrics  *metrics.Metrics
@@ -166,16 +169,19 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 		cert, s.caFile = certs.Server, certs.CAFile
 	}
 
-	s.identity, err = identity.New(ctx, s.store, s.key, identity.Config{PublicURL: s.publicURL, TokenLifetime: cfg.TokenLifetime, Now: cfg.Now, Logger: logger})
+	s.authz = rbac.New(s.store)
+	// The directory, the resource manager and the vaults each ask it before
+	// they grant a platform role, a membership, a role or an access policy.
+	s.duties = duties.New(duties.Config{Store: s.store, Enforce: cfg.SeparationOfDuties, Authz: s.authz, Logger: logger, Now: cfg.Now})
+	s.identity, err = identity.New(ctx, s.store, s.key, identity.Config{PublicURL: s.publicURL, TokenLifetime: cfg.TokenLifetime, Now: cfg.Now, Logger: logger, Duties: s.duties})
 	if err != nil {
 		return nil, err
 	}
-	s.authz = rbac.New(s.store)
 	s.events = events.New(logger)
-	s.arm = arm.New(arm.Config{Store: s.store, Authz: s.authz, Logger: logger, Now: cfg.Now, RegistrationDelay: cfg.RegistrationDelay, Events: s.events})
+	s.arm = arm.New(arm.Config{Store: s.store, Authz: s.authz, Logger: logger, Now: cfg.Now, RegistrationDelay: cfg.RegistrationDelay, Events: s.events, Duties: s.duties})
 	s.vault = keyvault.New(keyvault.Config{
 		Store: s.store, Seal: s.key, Authz: s.authz, Events: s.events,
-		PublicURL: s.publicURL, Audience: identity.AudienceVault, Logger: logger, Now: cfg.Now,
+		PublicURL: s.publicURL, Audience: identity.AudienceVault, Logger: logger, Now: cfg.Now, Duties: s.duties,
 	})
 	s.arm.Register(s.vault.ResourceType())
 	s.policies = policy.New(policy.Config{
@@ -290,7 +296,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 		s.serveErr <- err
 	}()
 	logger.Info("keyhold is listening", "url", s.publicURL, "addr", s.listener.Addr().String(),
-		"profile", cfg.Profile, "dataDir", cfg.DataDir, "caFile", s.caFile, "bootstrapFile", s.BootstrapFile())
+		"profile", cfg.Profile, "dataDir", cfg.DataDir, "caFile", s.caFile, "bootstrapFile", s.BootstrapFile(),
+		"separationOfDuties", cfg.SeparationOfDuties)
 	if cfg.Profile == ProfilePreview {
 		logger.Info("preview profile: preview features will be enabled as components add them")
 	}

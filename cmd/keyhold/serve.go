@@ -84,6 +84,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&cfg.RegistrationDelay, "registration-delay", 0, "how long provider and feature registrations stay Registering (`DURATION`, such as 10s)")
 	fs.DurationVar(&cfg.TokenLifetime, "token-lifetime", server.DefaultTokenLifetime, "lifetime of access tokens (`DURATION`)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", server.DefaultShutdownTimeout, "how long to wait for requests in flight at shutdown (`DURATION`)")
+	fs.BoolVar(&cfg.SeparationOfDuties, "separation-of-duties", false, "refuse, in every tenant, any grant that makes one principal both a key vault administrator and a platform administrator (a tenant can also turn it on with 'keyhold duties enforce')")
 	fs.StringVar(&logLevel, "log-level", "info", "`LEVEL` of the JSON log on stderr: debug, info, warn or error")
 	fs.Usage = func() {
 		out := fs.Output()
