@@ -139,7 +139,7 @@ func root() *command {
 			graphCommand(),
 			userCommand(), spCommand(), groupCommand(), providerCommand(), featureCommand(),
 			roleCommand(), auditCommand(), versionCommand(), vaultCommand(), keyCommand(),
-			policyCommand(), deployCommand(), dataCommand(), envCommand(), quickstartCommand(),
+			policyCommand(), deployCommand(), dataCommand(), envCommand(), quickstartCommand(), dutiesCommand(),
 			// serve.go (the server's) parses its own flags and prints its own help.
 			{name: "serve", summary: "run the Keyhold server", raw: cmdServe},
 		},
