@@ -140,7 +140,7 @@ func keySize(n string) int {
 
 // versionRow is one version of a key on the key page.
 type versionRow struct {
-	Version, KID     string
+	Version          string
 	Enabled, Current bool
 	Expired          bool
 	Created, Expires string
@@ -178,13 +178,17 @@ func (a *Admin) loadKey(r *http.Request, s *session) (keyView, error) {
 	if err != nil {
 		return keyView{}, err
 	}
-	v := keyView{Ref: ref, Vault: *vault, Name: client.KeyItem{KID: kb.Key.KID}.Name(), CurrentKID: kb.Key.KID,
-		Kty: kb.Key.Kty, Size: keySize(kb.Key.N), Ops: kb.Key.KeyOps, Errors: map[string]string{}, Expiry: map[string]string{}}
-	v.KID = strings.TrimSuffix(kb.Key.KID, "/"+client.KeyItem{KID: kb.Key.KID}.Version())
-	current := client.KeyItem{KID: kb.Key.KID}.Version()
+	latest := client.KeyItem{KID: kb.Key.KID}
+	current := latest.Version()
+	v := keyView{Ref: ref, Vault: *vault, Name: latest.Name(), Kty: kb.Key.Kty, Size: keySize(kb.Key.N), Ops: kb.Key.KeyOps,
+		Errors: map[string]string{}, Expiry: map[string]string{}}
+	// The identifiers are built on the vault's URI rather than taken from
+	// the answer, whose scheme and host are those of the in-process call.
+	v.KID = strings.TrimSuffix(vault.Properties.VaultURI, "/") + "/keys/" + url.PathEscape(v.Name)
+	v.CurrentKID = v.KID + "/" + current
 	now := a.cfg.Now()
 	for _, it := range items {
-		row := versionRow{Version: it.Version(), KID: it.KID, Enabled: it.Attributes.Enabled == nil || *it.Attributes.Enabled,
+		row := versionRow{Version: it.Version(), Enabled: it.Attributes.Enabled == nil || *it.Attributes.Enabled,
 			Created: unixText(it.Attributes.Created), Expires: unixText(it.Attributes.Expires), Current: it.Version() == current}
 		if e := it.Attributes.Expires; e != nil && *e != 0 && !time.Unix(*e, 0).After(now) {
 			row.Expired = true

@@ -492,6 +492,13 @@ func TestVaultPagesAskFirst(t *testing.T) {
 			t.Fatalf("the key page does not list version %s", v.Version())
 		}
 	}
+	v, err := k.kv.GetVault(ctx, k.sub, "rg-kv", "kv-http")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kid := v.Properties.VaultURI + "keys/cmk"; !strings.Contains(page, `id="kid" type="text" readonly value="`+kid+`"`) {
+		t.Fatalf("the key page does not show the kid %s: %s", kid, page)
+	}
 	first := vs[0]
 	enabled := func() bool {
 		kb, err := k.kv.GetKey(ctx, "kv-http", "cmk", first.Version())
