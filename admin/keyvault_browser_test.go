@@ -17,14 +17,22 @@ import (
 const ownerRoleID = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
 
 // TestKeyVaultAdministrator walks the key vault administrator through the
-// pages: create a vault (a bad name is refused next to its field), create a
-// key, grant the enterprise policy's identity the Power Platform CMK preset,
-// and grant the platform administrator Reader on the policy. The policy
-// itself comes from a deployment through the API, as the seed does it.
+// seed's whole story by clicking: register the Microsoft.PowerPlatform
+// provider and the enterprisePoliciesPreview feature on the providers page
+// (the Registering badge follows itself to Registered without a reload;
+// Unregister asks first), create a vault (a bad name is refused next to its
+// field) and a key, create the enterprise policy through the template
+// deployment (a bad name is refused next to its field; a key version that
+// does not exist fails the deployment, whose error comes back next to the
+// version), watch the deployment succeed, grant the policy's identity the
+// Power Platform CMK preset on the vault page, and grant the platform
+// administrator Reader on the policy.
 func TestKeyVaultAdministrator(t *testing.T) {
 	chromiumPath(t) // skip before starting a server
 	e := testenv.Start(t, testenv.WithConfig(func(c *server.Config) {
 		c.HealthInterval, c.HealthUnhealthyInterval = 200*time.Millisecond, 200*time.Millisecond
+		// Long enough for the page to show Registering and follow it.
+		c.RegistrationDelay = 3 * time.Second
 	}))
 	ctx := context.Background()
 	base, err := client.New(client.Config{Server: e.Server.URL(), HTTPClient: e.HTTP, PollInterval: 100 * time.Millisecond})
@@ -40,32 +48,77 @@ func TestKeyVaultAdministrator(t *testing.T) {
 	if _, err := sp.CreateRoleAssignment(ctx, "/subscriptions/"+sub, "/subscriptions/"+sub+"/providers/Microsoft.Authorization/roleDefinitions/"+ownerRoleID, kvID, "User"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sp.RegisterProvider(ctx, sub, "Microsoft.PowerPlatform", true, nil); err != nil {
-		t.Fatal(err)
-	}
 
 	b := newBrowser(t, e.Server.URL())
 	b.signIn(kvUPN, kvPassword)
 	if got := b.text("main h1"); got != "Welcome" {
 		t.Fatalf("key vault administrator lands on %q, want Welcome (no admin center)", got)
 	}
+
+	// Subscription > Resource providers: register Microsoft.PowerPlatform,
+	// then the preview feature. The badge follows the registration in
+	// place: a marker set on the page survives until Registered.
+	const ppBadge = `[data-state-of="Microsoft.PowerPlatform"]`
+	const featureBadge = `[data-state-of="Microsoft.PowerPlatform/enterprisePoliciesPreview"]`
+	b.run("providers", chromedp.Click(`a[href="/admin/kv/providers"]`, chromedp.ByQuery), chromedp.WaitVisible(ppBadge, chromedp.ByQuery))
+	if got := b.text(ppBadge); got != "NotRegistered" {
+		t.Fatalf("Microsoft.PowerPlatform reads %q before registering, want NotRegistered", got)
+	}
+	b.shot("01-providers")
+	b.run("register provider", chromedp.Click(`button[aria-label^="Register Microsoft.PowerPlatform in"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(".flash", chromedp.ByQuery))
+	if got := b.text(ppBadge); got != "Registering" {
+		t.Fatalf("Microsoft.PowerPlatform reads %q right after Register, want Registering", got)
+	}
+	b.shot("02-provider-registering")
+	var marked bool
+	b.run("mark the page", chromedp.Evaluate(`window.keyholdNoReload = true`, &marked))
+	b.waitText(ppBadge, "Registered")
+	var noReload, unregisterShown bool
+	b.run("no reload", chromedp.Evaluate(`window.keyholdNoReload === true`, &noReload),
+		chromedp.Evaluate(`(function(){var u=document.querySelector('button[aria-label^="Unregister Microsoft.PowerPlatform in"]');return !!u && !u.hidden && getComputedStyle(u).display !== "none"})()`, &unregisterShown))
+	if !noReload {
+		t.Fatal("the page reloaded to show Registered; the badge should follow the registration in place")
+	}
+	if !unregisterShown {
+		t.Fatal("Unregister is not shown once the provider is Registered")
+	}
+	if p, err := sp.GetProvider(ctx, sub, "Microsoft.PowerPlatform"); err != nil || p.RegistrationState != keyhold.StateRegistered {
+		t.Fatalf("provider = %+v, %v; want Registered", p, err)
+	}
+	b.run("register feature", chromedp.Click(`button[aria-label^="Register Microsoft.PowerPlatform/enterprisePoliciesPreview in"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(".flash", chromedp.ByQuery))
+	b.waitText(featureBadge, "Registered")
+	b.shot("03-registered")
+	if f, err := sp.GetFeature(ctx, sub, "Microsoft.PowerPlatform", "enterprisePoliciesPreview"); err != nil || f.Properties.State != keyhold.StateRegistered {
+		t.Fatalf("feature = %+v, %v; want Registered", f, err)
+	}
+	// Unregister asks first; Cancel leaves the provider registered.
+	b.run("unregister", chromedp.Click(`button[aria-label^="Unregister Microsoft.PowerPlatform in"]`, chromedp.ByQuery), chromedp.WaitVisible("#confirm", chromedp.ByQuery))
+	b.shot("04-confirm-unregister")
+	b.run("cancel unregister", chromedp.Click(`#confirm ~ a.button`, chromedp.ByQuery), chromedp.WaitVisible(ppBadge, chromedp.ByQuery))
+	if got := b.text(ppBadge); got != "Registered" {
+		t.Fatalf("after Cancel the provider reads %q, want Registered", got)
+	}
+
+	// Key vault and key.
 	b.run("key vaults", chromedp.Click(`a[href="/admin/vaults"]`, chromedp.ByQuery), chromedp.WaitVisible("#create-vault-button", chromedp.ByQuery))
-	b.shot("01-vaults")
+	b.shot("05-vaults")
 	b.run("bad vault name", chromedp.SendKeys("#group", "rg-cmk", chromedp.ByQuery), chromedp.SendKeys("#name", "1-bad name", chromedp.ByQuery),
 		chromedp.Click("#create-vault-button", chromedp.ByQuery), chromedp.WaitVisible("#name-error", chromedp.ByQuery))
 	if got := b.text("#name-error"); !strings.Contains(got, "3 to 24") {
 		t.Fatalf("vault name error = %q", got)
 	}
-	b.shot("02-vault-name-error")
+	b.shot("06-vault-name-error")
 	b.run("create vault", chromedp.SetValue("#name", "kv-pages", chromedp.ByQuery),
 		chromedp.Click("#create-vault-button", chromedp.ByQuery), chromedp.WaitVisible("#create-key", chromedp.ByQuery))
-	b.shot("03-vault")
+	b.shot("07-vault")
 	b.run("bad expiry", chromedp.SendKeys("#key", "cmk", chromedp.ByQuery), chromedp.SendKeys("#expires", "tomorrow", chromedp.ByQuery),
 		chromedp.Click("#create-key", chromedp.ByQuery), chromedp.WaitVisible("#expires-error", chromedp.ByQuery))
-	b.shot("04-key-expiry-error")
+	b.shot("08-key-expiry-error")
 	b.run("create key", chromedp.Evaluate(`document.querySelector("#expires").value = ""`, nil), chromedp.Evaluate(`document.querySelector("#size").value = "3072"`, nil),
 		chromedp.Click("#create-key", chromedp.ByQuery), chromedp.WaitVisible(`button[aria-label="Disable key cmk"]`, chromedp.ByQuery))
-	b.shot("05-key")
+	b.shot("09-key")
 
 	v, err := sp.GetVault(ctx, sub, "rg-cmk", "kv-pages")
 	if err != nil {
@@ -82,21 +135,75 @@ func TestKeyVaultAdministrator(t *testing.T) {
 		t.Fatalf("key = %s with a %d-character modulus, want RSA 3072", k.Key.Kty, len(k.Key.N))
 	}
 
-	// The policy, deployed through the API as the seed's template does.
+	// Policy access > Create policy: the documentation's template,
+	// deployed. A bad name is refused before anything is deployed.
+	b.run("create policy form", chromedp.Click(`a[href="/admin/kv/policies"]`, chromedp.ByQuery), chromedp.WaitVisible("#create-policy-link", chromedp.ByQuery),
+		chromedp.Click("#create-policy-link", chromedp.ByQuery), chromedp.WaitVisible("#create-policy", chromedp.ByQuery))
+	var region, key string
+	b.run("form defaults", chromedp.Value("#region", &region, chromedp.ByQuery), chromedp.Value("#key", &key, chromedp.ByQuery))
+	if region != "unitedstates" || key != "cmk" {
+		t.Fatalf("the form starts with region %q and key %q, want unitedstates and cmk", region, key)
+	}
+	b.shot("10-policy-form")
+	b.run("bad policy name", chromedp.SendKeys("#group", "rg-cmk", chromedp.ByQuery), chromedp.SendKeys("#name", "ep pages!", chromedp.ByQuery),
+		chromedp.Click("#create-policy", chromedp.ByQuery), chromedp.WaitVisible("#name-error", chromedp.ByQuery))
+	var invalid string
+	b.run("name marked invalid", chromedp.AttributeValue("#name", "aria-invalid", &invalid, nil, chromedp.ByQuery))
+	if got := b.text("#name-error"); !strings.Contains(got, "A policy name") || invalid != "true" {
+		t.Fatalf("policy name error = %q, aria-invalid %q", got, invalid)
+	}
+	b.shot("11-policy-name-error")
+
+	// A key version that does not exist: the deployment runs and fails,
+	// and the error comes back next to the version.
+	b.run("deploy with a missing version", chromedp.SetValue("#name", "ep-pages", chromedp.ByQuery),
+		chromedp.SendKeys("#version", "0123456789abcdef0123456789abcdef", chromedp.ByQuery),
+		chromedp.Click("#create-policy", chromedp.ByQuery), chromedp.WaitVisible("#deployment-state", chromedp.ByQuery))
+	b.waitText("#deployment-state", "Failed")
+	b.run("failure shown", chromedp.WaitVisible("#deployment-failure", chromedp.ByQuery))
+	if got := b.text("#deployment-failure"); !strings.Contains(got, "KeyNotFound") {
+		t.Fatalf("deployment failure = %q, want KeyNotFound", got)
+	}
+	b.shot("12-deployment-failed")
+	b.run("correct the policy", chromedp.Click("#correct-policy", chromedp.ByQuery), chromedp.WaitVisible("#version-error", chromedp.ByQuery))
+	if got := b.text("#version-error"); !strings.Contains(got, "KeyNotFound") {
+		t.Fatalf("version error = %q", got)
+	}
+	b.shot("13-version-error")
+	b.run("deploy", chromedp.Evaluate(`document.querySelector("#version").value = ""`, nil),
+		chromedp.Click("#create-policy", chromedp.ByQuery), chromedp.WaitVisible("#deployment-state", chromedp.ByQuery))
+	b.waitText("#deployment-state", "Succeeded")
+	b.run("policy created", chromedp.WaitVisible("#policy-identity", chromedp.ByQuery))
 	policyID := client.PolicyID(sub, "rg-cmk", "ep-pages")
-	p, err := sp.PutPolicy(ctx, policyID, client.EnterprisePolicy{Location: "unitedstates", Kind: "Encryption",
-		Identity: &client.EnterprisePolicyIdentity{Type: "SystemAssigned"},
-		Properties: client.EnterprisePolicyProperties{Encryption: &client.PolicyEncryption{State: "Enabled",
-			KeyVault: &client.PolicyKeyVault{ID: v.ID, Key: client.PolicyKey{Name: "cmk"}}}}})
+	p, err := sp.GetPolicy(ctx, policyID)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if got := b.text("#policy-identity"); got != p.PrincipalID() || got == "" {
+		t.Fatalf("the deployment page shows identity %q, the policy's is %q", got, p.PrincipalID())
+	}
+	if p.Location != "unitedstates" || p.Properties.Encryption == nil || p.Properties.Encryption.KeyVault == nil ||
+		!strings.EqualFold(p.Properties.Encryption.KeyVault.ID, v.ID) || p.Properties.Encryption.KeyVault.Key.Name != "cmk" || p.Properties.Encryption.KeyVault.Key.Version != "" {
+		t.Fatalf("policy = %+v", p)
+	}
+	b.shot("14-deployment-succeeded")
+	var deploymentURL string
+	b.run("deployment url", chromedp.Location(&deploymentURL))
 
-	// Access policy with the Power Platform CMK preset.
-	b.run("access policy", chromedp.Reload(), chromedp.WaitVisible("#add-access", chromedp.ByQuery),
-		chromedp.SendKeys("#object", p.PrincipalID(), chromedp.ByQuery), chromedp.Click("#preset-cmk", chromedp.ByQuery),
+	// Grant key access on the vault page, with the Power Platform CMK
+	// preset, for the identity the deployment page named.
+	b.run("open the vault's access policies", chromedp.Click("#grant-key-access", chromedp.ByQuery), chromedp.WaitVisible("#add-access", chromedp.ByQuery))
+	var object string
+	b.run("object field", chromedp.Value("#object", &object, chromedp.ByQuery))
+	if object == "" {
+		// The vault page fills the field from ?object= once it reads it.
+		b.run("fill the identity", chromedp.SendKeys("#object", p.PrincipalID(), chromedp.ByQuery))
+	} else if object != p.PrincipalID() {
+		t.Fatalf("the access-policy form is filled with %q, want the policy identity %q", object, p.PrincipalID())
+	}
+	b.run("access policy", chromedp.Click("#preset-cmk", chromedp.ByQuery),
 		chromedp.Click("#add-access", chromedp.ByQuery), chromedp.WaitVisible(".flash", chromedp.ByQuery))
-	b.shot("06-access-policy")
+	b.shot("15-access-policy")
 	deadline := time.Now().Add(time.Minute)
 	for {
 		got, err := sp.GetPolicy(ctx, policyID)
@@ -109,14 +216,16 @@ func TestKeyVaultAdministrator(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
-	// Reader on the policy for the platform administrator; a bad id first.
-	b.run("policy access", chromedp.Click(`a[href="/admin/kv/policies"]`, chromedp.ByQuery), chromedp.WaitVisible("#grant-reader", chromedp.ByQuery),
+	// Reader on the policy for the platform administrator, from the
+	// deployment page's link; a bad id first.
+	b.run("reader link", chromedp.Navigate(deploymentURL), chromedp.WaitVisible("#grant-reader-link", chromedp.ByQuery),
+		chromedp.Click("#grant-reader-link", chromedp.ByQuery), chromedp.WaitVisible("#grant-reader", chromedp.ByQuery),
 		chromedp.SendKeys("#object", "not-a-guid", chromedp.ByQuery), chromedp.Click("#grant-reader", chromedp.ByQuery),
 		chromedp.WaitVisible("#object-error", chromedp.ByQuery))
-	b.shot("07-reader-error")
+	b.shot("16-reader-error")
 	b.run("grant reader", chromedp.SetValue("#object", ppID, chromedp.ByQuery), chromedp.Click("#grant-reader", chromedp.ByQuery),
 		chromedp.WaitVisible(".flash", chromedp.ByQuery))
-	b.shot("08-reader-granted")
+	b.shot("17-reader-granted")
 	ras, err := sp.ListRoleAssignments(ctx, policyID, ppID)
 	if err != nil {
 		t.Fatal(err)

@@ -241,7 +241,11 @@ func (a *Admin) providerAction(w http.ResponseWriter, r *http.Request, s *sessio
 		a.render(w, r, s, status, "providers", v)
 		return
 	}
-	a.flash(s, reg.Label()+": "+action+" requested.")
+	word := "Registration"
+	if action == "unregister" {
+		word = "Unregistration"
+	}
+	a.flash(s, word+" of "+reg.Label()+" requested; the state below follows it.")
 	http.Redirect(w, r, "/admin/kv/providers", http.StatusSeeOther)
 }
 
