@@ -99,8 +99,11 @@ func (a *Admin) importKey(w http.ResponseWriter, r *http.Request, s *session) {
 	if err != nil {
 		if msg := apiMessage(err); msg != "" {
 			field := "material"
-			if st := client.StatusCode(err); st == http.StatusForbidden || st == http.StatusConflict {
+			switch st := client.StatusCode(err); {
+			case st == http.StatusForbidden || st == http.StatusConflict:
 				field = "import-name"
+			case f.Kty == "RSA-HSM" && strings.Contains(msg, "RSA-HSM"):
+				field = "import-kty"
 			}
 			v.Errors[field] = msg
 			a.render(w, r, s, client.StatusCode(err), "vault", v)

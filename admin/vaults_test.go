@@ -237,6 +237,7 @@ func TestVaultPagesRefuseBadInput(t *testing.T) {
 		{"import name", k.vaultPath + "/import", imp("bad name", goodPEM, "RSA", ""), "import-name", "1 to 127", true},
 		{"import name taken", k.vaultPath + "/import", imp("cmk", goodPEM, "RSA", ""), "import-name", "already exists", true},
 		{"import type", k.vaultPath + "/import", imp("k3", goodPEM, "EC", ""), "import-kty", "RSA or RSA-HSM", true},
+		{"import HSM on a standard vault", k.vaultPath + "/import", imp("k3", goodPEM, "RSA-HSM", ""), "import-kty", "premium", true},
 		{"import expiry", k.vaultPath + "/import", imp("k3", goodPEM, "RSA", "soon"), "import-expires", "YYYY-MM-DD", true},
 		{"import nothing", k.vaultPath + "/import", imp("k3", "", "RSA", ""), "material", "Paste an RSA private key", true},
 		{"import not a key", k.vaultPath + "/import", imp("k3", "hello", "RSA", ""), "material", "neither a PEM private key", true},
