@@ -29,11 +29,11 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/client"
+	"github.com/keyhold/keyhold/seal"
 )
 
 // Prefix is where the pages live.
@@ -70,20 +70,30 @@ type Config struct {
 	Now             func() time.Time
 	// Rand is the source of session ids and CSRF tokens; nil means crypto/rand.
 	Rand io.Reader
+	// Sessions keeps the sessions where every server process sharing the
+	// store sees them, sealed with SessionKey (see sessions.go). With both
+	// nil, sessions stay in this process's memory, which suits unit tests
+	// and a single process only.
+	Sessions   keyhold.AdminSessionStore
+	SessionKey *seal.Key
 }
 
 // Admin serves the pages. It is safe for concurrent use.
 type Admin struct {
-	cfg   Config
-	tmpl  map[string]*template.Template
-	mux   *http.ServeMux
-	mu    sync.Mutex
-	store map[string]*session
+	cfg      Config
+	tmpl     map[string]*template.Template
+	mux      *http.ServeMux
+	sessions keyhold.AdminSessionStore
+	key      *seal.Key
 }
 
-// session is one signed-in person. Tokens never leave the server.
+// session is one signed-in person, as one request read it from the store.
+// Tokens never leave the server.
 type session struct {
-	id        string
+	id        string // the cookie's value; never stored
+	hash      string // hashID(id), the stored name
+	version   int64  // the stored version this copy was read at
+	createdAt time.Time
 	csrf      string
 	upn       string
 	name      string
@@ -99,11 +109,14 @@ type session struct {
 var audiences = []string{client.AudienceARM, client.AudienceBAP, client.AudienceVault}
 
 // New returns the pages for cfg. It fails when the configuration lacks the
-// API handler, the authenticator or the public URL, or a template does not
-// parse.
+// API handler, the authenticator or the public URL, has only one of the
+// session store and its key, or a template does not parse.
 func New(cfg Config) (*Admin, error) {
 	if cfg.API == nil || cfg.Authenticate == nil || cfg.PublicURL == "" {
 		return nil, errors.New("admin: the API handler, the authenticator and the public URL are required")
+	}
+	if (cfg.Sessions == nil) != (cfg.SessionKey == nil) {
+		return nil, errors.New("admin: the session store and the session key go together")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -117,7 +130,14 @@ func New(cfg Config) (*Admin, error) {
 	if cfg.SessionLifetime <= 0 {
 		cfg.SessionLifetime = 8 * time.Hour
 	}
-	a := &Admin{cfg: cfg, store: map[string]*session{}, tmpl: map[string]*template.Template{}}
+	a := &Admin{cfg: cfg, sessions: cfg.Sessions, key: cfg.SessionKey, tmpl: map[string]*template.Template{}}
+	if a.sessions == nil {
+		key, err := memKey()
+		if err != nil {
+			return nil, err
+		}
+		a.sessions, a.key = newMemSessions(), key
+	}
 	pages, err := fs.Glob(templateFS, "templates/*.html")
 	if err != nil {
 		return nil, err
@@ -180,21 +200,12 @@ func (a *Admin) randomToken() (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
-// sessionFrom returns the request's live session, or nil.
+// sessionFrom returns the request's live session, or nil, also when the
+// store cannot be read (logged): for pages that show the header either way.
 func (a *Admin) sessionFrom(r *http.Request) *session {
-	c, err := r.Cookie(CookieName)
-	if err != nil || c.Value == "" {
-		return nil
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	s := a.store[c.Value]
-	if s == nil {
-		return nil
-	}
-	now := a.cfg.Now()
-	if now.After(s.expiresAt) {
-		delete(a.store, s.id)
+	s, err := a.session(r)
+	if err != nil {
+		a.cfg.Logger.Error("admin: reading a session failed", "err", err.Error())
 		return nil
 	}
 	return s

@@ -63,9 +63,7 @@ func (a *Admin) render(w http.ResponseWriter, r *http.Request, s *session, statu
 	}
 	if s != nil {
 		v.CSRF = s.csrf
-		a.mu.Lock()
-		v.Flash, s.flash = s.flash, ""
-		a.mu.Unlock()
+		v.Flash = a.popFlash(r.Context(), s)
 	}
 	var buf strings.Builder
 	if t == nil {
@@ -87,7 +85,13 @@ func (a *Admin) render(w http.ResponseWriter, r *http.Request, s *session, statu
 // one of the roles of the admin center), and checks CSRF on every post.
 func (a *Admin) page(platform bool, h func(w http.ResponseWriter, r *http.Request, s *session)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		s := a.sessionFrom(r)
+		s, err := a.session(r)
+		if err != nil {
+			a.cfg.Logger.Error("admin: reading a session failed", "path", r.URL.Path, "err", err.Error())
+			a.render(w, r, nil, http.StatusServiceUnavailable, "error", errorView{Title: "Something went wrong",
+				Message: "Keyhold could not read your session. Try again in a moment."})
+			return
+		}
 		if s == nil {
 			if r.Method == http.MethodGet && !strings.HasSuffix(r.URL.Path, "/status") {
 				http.Redirect(w, r, "/admin/signin?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
@@ -198,18 +202,22 @@ func (a *Admin) signIn(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, nil, err)
 		return
 	}
-	a.mu.Lock()
-	a.store[s.id] = s
-	a.mu.Unlock()
+	if err := a.createSession(ctx, s); err != nil {
+		a.fail(w, r, nil, err)
+		return
+	}
 	a.cfg.Logger.Info("admin: signed in", "principal", s.objectID)
 	a.setCookie(w, s.id, int(time.Until(s.expiresAt).Seconds()))
 	http.Redirect(w, r, v.Next, http.StatusSeeOther)
 }
 
+// signOut ends the session in the store, so in every process at once. If
+// that fails the cookie stays, so that signing out can be tried again.
 func (a *Admin) signOut(w http.ResponseWriter, r *http.Request, s *session) {
-	a.mu.Lock()
-	delete(a.store, s.id)
-	a.mu.Unlock()
+	if err := a.deleteSession(r.Context(), s); err != nil {
+		a.fail(w, r, s, err)
+		return
+	}
 	a.setCookie(w, "", -1)
 	http.Redirect(w, r, "/admin/signin", http.StatusSeeOther)
 }
@@ -343,12 +351,6 @@ func (a *Admin) flashErr(w http.ResponseWriter, r *http.Request, s *session, err
 		return
 	}
 	a.fail(w, r, s, err)
-}
-
-func (a *Admin) flash(s *session, msg string) {
-	a.mu.Lock()
-	s.flash = msg
-	a.mu.Unlock()
 }
 
 type confirmView struct {

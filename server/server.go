@@ -224,6 +224,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 	s.arm.Register(s.deploy.ResourceType())
 
 	s.admin, err = admin.New(admin.Config{PublicURL: s.publicURL, Authenticate: s.identity.AuthenticateToken, Logger: logger, Now: cfg.Now,
+		// Sessions live in the store, so every process sharing it shares them.
+		Sessions: s.store, SessionKey: s.key,
 		// The chain is built below; pages only call it while serving.
 		API: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.api.ServeHTTP(w, r) })})
 	if err != nil {
