@@ -26,6 +26,7 @@ type Store interface {
 	RowStore
 	FileStore
 	AdminSessionStore
+	LeaseStore
 
 	// InTx runs fn in one transaction: every call fn makes on tx commits
 	// together, or none does if fn returns an error or panics.
@@ -146,6 +147,22 @@ type AuditFilter struct {
 	Until       time.Time
 	AfterSeq    int64 // records with Seq > AfterSeq
 	Limit       int   // 0 means no limit
+}
+
+// LeaseStore grants named leases, each held by one owner at a time across
+// every process sharing the store: background work that must not run twice
+// at once on several servers (a key vault's rotation round, a template
+// deployment). A lease ends at its until time unless its owner renews it, so
+// a crashed owner's work moves to another process by then.
+type LeaseStore interface {
+	// AcquireLease gives owner the lease name until until, when nobody
+	// holds it, its last lease ended by now, or owner holds it already (a
+	// renewal). It reports whether owner holds the lease afterwards. Errors:
+	// EInvalid without a name or owner, or when until is not after now.
+	AcquireLease(ctx context.Context, name, owner string, now, until time.Time) (bool, error)
+	// ReleaseLease ends owner's lease of name at once; a lease that owner
+	// does not hold is left alone.
+	ReleaseLease(ctx context.Context, name, owner string) error
 }
 
 // AuditStore keeps the append-only, hash-chained audit log.

@@ -76,6 +76,8 @@ func Run(t *testing.T, open func(t *testing.T) keyhold.Store) {
 		{"AdminSessions", testAdminSessions},
 		{"AdminSessionsExpired", testAdminSessionsExpired},
 		{"AdminSessionsConcurrentUpdate", testAdminSessionsConcurrentUpdate},
+		{"Leases", testLeases},
+		{"LeasesConcurrent", testLeasesConcurrent},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
