@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"strings"
 
 	"github.com/keyhold/keyhold/client"
@@ -48,7 +49,10 @@ func dutiesTable(s *client.SeparationOfDuties) table {
 		for _, h := range hs {
 			for _, a := range h.KeyVaultAccess {
 				right := a.Role
-				if len(a.Permissions) > 0 {
+				switch {
+				case len(a.Permissions) > 0 && len(a.Permissions) == len(s.Rules.ManagementKeyPermissions):
+					right += " (every management permission)"
+				case len(a.Permissions) > 0:
 					right += " (" + strings.Join(a.Permissions, ", ") + ")"
 				}
 				t.rows = append(t.rows, []string{h.PrincipalName, strings.Join(h.DirectoryRoles, ", "), right, a.Scope, a.GroupName, state})
@@ -58,6 +62,14 @@ func dutiesTable(s *client.SeparationOfDuties) table {
 	add(s.Violations, "violation")
 	add(s.Exempt, "exempt")
 	return t
+}
+
+// count is "1 thing" or "n things".
+func count(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
 
 // printDuties prints s: a summary for people, then the table (or JSON).
@@ -71,10 +83,12 @@ func (a *app) printDuties(s *client.SeparationOfDuties) error {
 		}
 		return nil
 	case n == 0:
-		a.say("No platform administrator holds a key vault right; %d Global Administrator(s) do, and are exempt.", len(s.Exempt))
+		a.say("No platform administrator holds a key vault right; %s, exempt.", count(len(s.Exempt), "Global Administrator does", "Global Administrators do"))
+	case s.Enabled:
+		a.say("%s a key vault right. Existing rights are not revoked: remove the role assignment, access policy, group membership or directory role by hand.",
+			count(n, "platform administrator holds", "platform administrators hold"))
 	default:
-		a.say("%d platform administrator(s) hold a key vault right; nothing was revoked: remove the role assignment, access policy or\n"+
-			"group membership, or the directory role, of each by hand.", n)
+		a.say("%s a key vault right.", count(n, "platform administrator holds", "platform administrators hold"))
 	}
 	return a.print(s, func() table { return dutiesTable(s) })
 }

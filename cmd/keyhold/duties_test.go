@@ -28,7 +28,7 @@ func TestDutiesCommands(t *testing.T) {
 	h.ok("role", "assignment", "create", "--assignee", upn, "--role", "Key Vault Administrator", "--scope", sub)
 
 	out := h.ok("duties", "enforce")
-	wantAll(t, "duties enforce", out, "Separation of duties is on (tenant setting: on;", "1 platform administrator(s) hold a key vault right; nothing was revoked",
+	wantAll(t, "duties enforce", out, "Separation of duties is on (tenant setting: on;", "1 platform administrator holds a key vault right. Existing rights are not revoked",
 		upn, "Power Platform Administrator", "Key Vault Administrator", "violation")
 
 	code, _, errOut := h.run("role", "assignment", "create", "--assignee", upn, "--role", "Key Vault Crypto Officer", "--scope", sub)
