@@ -135,16 +135,42 @@ func TestKeyVaultAdministrator(t *testing.T) {
 		t.Fatalf("key = %s with a %d-character modulus, want RSA 3072", k.Key.Kty, len(k.Key.N))
 	}
 
+	// A second vault, so that the form's key list has something to follow.
+	kv := sp.WithTokens(client.NewCredentialSource(base, e.Boot.TenantID, client.Credential{Username: kvUPN, Password: keyhold.NewSecret([]byte(kvPassword))}, nil))
+	second, err := kv.CreateVault(ctx, sub, "rg-cmk", "kv-second", client.Vault{Location: "westus", Properties: client.VaultProperties{
+		TenantID: e.Boot.TenantID, SKU: client.VaultSKU{Family: "A", Name: "standard"}, EnablePurgeProtection: new(true),
+		AccessPolicies: []client.VaultAccessPolicy{{TenantID: e.Boot.TenantID, ObjectID: kvID, Permissions: client.VaultPermissions{Keys: []string{"all"}}}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.CreateKey(ctx, "kv-second", "other", client.KeyCreate{Kty: "RSA", KeySize: 2048}); err != nil {
+		t.Fatal(err)
+	}
+
 	// Policy access > Create policy: the documentation's template,
 	// deployed. A bad name is refused before anything is deployed.
 	b.run("create policy form", chromedp.Click(`a[href="/admin/kv/policies"]`, chromedp.ByQuery), chromedp.WaitVisible("#create-policy-link", chromedp.ByQuery),
 		chromedp.Click("#create-policy-link", chromedp.ByQuery), chromedp.WaitVisible("#create-policy", chromedp.ByQuery))
 	var region, key string
-	b.run("form defaults", chromedp.Value("#region", &region, chromedp.ByQuery), chromedp.Value("#key", &key, chromedp.ByQuery))
+	var showKeysHidden bool
+	b.run("form defaults", chromedp.Value("#region", &region, chromedp.ByQuery), chromedp.Value("#key", &key, chromedp.ByQuery),
+		chromedp.Evaluate(`getComputedStyle(document.querySelector("#show-keys")).display === "none"`, &showKeysHidden))
 	if region != "unitedstates" || key != "cmk" {
 		t.Fatalf("the form starts with region %q and key %q, want unitedstates and cmk", region, key)
 	}
+	if !showKeysHidden {
+		t.Fatal(`"Show this vault's keys" is shown although the script follows the vault`)
+	}
 	b.shot("10-policy-form")
+	// Choosing another vault refills the keys without a round trip.
+	chooseVault := func(id string) chromedp.Action {
+		return chromedp.Evaluate(`(function(){var s=document.querySelector("#vault");s.value=`+jsString(id)+`;s.dispatchEvent(new Event("change"));return true})()`, new(bool))
+	}
+	b.run("choose the second vault", chooseVault(second.ID))
+	b.waitText("#key", "other")
+	b.run("choose the first vault again", chooseVault(v.ID))
+	b.waitText("#key", "cmk")
 	b.run("bad policy name", chromedp.SendKeys("#group", "rg-cmk", chromedp.ByQuery), chromedp.SendKeys("#name", "ep pages!", chromedp.ByQuery),
 		chromedp.Click("#create-policy", chromedp.ByQuery), chromedp.WaitVisible("#name-error", chromedp.ByQuery))
 	var invalid string
