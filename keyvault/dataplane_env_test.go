@@ -54,6 +54,8 @@ type unitEnv struct {
 	t     testing.TB
 	store keyhold.Store
 	svc   *keyvault.Service
+	// cfg is svc's configuration, for a second service on the same store.
+	cfg   keyvault.Config
 	clock *clock
 	bus   *events.Bus
 	sub   *events.Subscription
@@ -75,10 +77,11 @@ func newUnitEnv(t testing.TB) *unitEnv {
 	bus := events.New(nil)
 	e := &unitEnv{t: t, store: st, clock: clk, bus: bus, sub: bus.Subscribe(nil)}
 	t.Cleanup(e.sub.Close)
-	e.svc = keyvault.New(keyvault.Config{
+	e.cfg = keyvault.Config{
 		Store: st, Seal: key, Authz: rbac.New(st), Events: bus,
 		PublicURL: "https://" + testHost + "/", Now: clk.Now,
-	})
+	}
+	e.svc = keyvault.New(e.cfg)
 	return e
 }
 

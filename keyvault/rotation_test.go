@@ -157,3 +157,48 @@ func TestBackgroundRotationExpiryAndPurge(t *testing.T) {
 		}
 	}
 }
+
+// TestBackgroundRoundOneServerAtATime runs two services on one store, as
+// two servers on one PostgreSQL: while one holds the background lease the
+// other's round does nothing, so a due key is rotated once; once the holder
+// stops renewing, the other takes the rounds over.
+func TestBackgroundRoundOneServerAtATime(t *testing.T) {
+	e := newUnitEnv(t)
+	ctx := t.Context()
+	cfg := e.cfg
+	cfg.RotationInterval = 24 * time.Hour // the lease lasts three days
+	cfg.NodeID = "server-a"
+	a := keyvault.New(cfg)
+	cfg.NodeID = "server-b"
+	b := keyvault.New(cfg)
+
+	putVault(t, e.store, "kv-two", testTenant, nil)
+	owner := caller(ownerOID)
+	must(t, e.call(owner, "POST", "/vaults/kv-two/keys/k/create", `{"kty":"RSA"}`), 200)
+	must(t, e.call(owner, "PUT", "/vaults/kv-two/keys/k/rotationpolicy",
+		`{"lifetimeActions":[{"trigger":{"timeAfterCreate":"P30D"},"action":{"type":"Rotate"}}],"attributes":{"expiryTime":"P90D"}}`), 200)
+	versions := func() int {
+		r := must(t, e.call(owner, "GET", "/vaults/kv-two/keys/k/versions", nil), 200).json(t)
+		return len(r["value"].([]any))
+	}
+	round := func(day string, s *keyvault.Service, want int) {
+		t.Helper()
+		if err := s.RunOnce(ctx, time.Time{}); err != nil {
+			t.Fatalf("%s: %v", day, err)
+		}
+		if got := versions(); got != want {
+			t.Fatalf("%s: %d versions, want %d", day, got, want)
+		}
+	}
+
+	e.clock.Add(29 * 24 * time.Hour)
+	round("day 29, a takes the lease, nothing is due", a, 1)
+	e.clock.Add(2 * 24 * time.Hour)
+	round("day 31, the key is due but a holds the lease", b, 1)
+	round("day 31, a rotates", a, 2)
+	round("day 31, nothing is due for a again", a, 2)
+	e.clock.Add(31 * 24 * time.Hour)
+	round("day 62, a stopped renewing three days ago: b takes over and rotates", b, 3)
+	e.clock.Add(24 * time.Hour)
+	round("day 63, b holds the lease", a, 3)
+}

@@ -20,10 +20,15 @@ func (s *Service) Run(ctx context.Context) error {
 	var since time.Time
 	for {
 		now := s.now()
-		if err := s.RunOnce(ctx, since); err != nil && ctx.Err() == nil {
+		ran, err := s.round(ctx, since)
+		if err != nil && ctx.Err() == nil {
 			s.log.Warn("vault background round failed; retrying next round", "err", err.Error())
 		}
-		since = now
+		// Only rounds this process ran move since, so that a server taking
+		// the lease over announces what expired while another held it.
+		if ran {
+			since = now
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -32,21 +37,41 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 }
 
-// RunOnce does one round of background work: it rotates the keys whose
-// rotation policy's Rotate trigger is due (timeAfterCreate counted from the
-// newest version's creation, timeBeforeExpiry against its expiry), giving
-// the new version the policy's expiryTime; publishes KeyExpired for newest
-// versions whose exp passed after since (the zero time means ever); purges
-// soft-deleted keys past their scheduled purge date; and purges vaults due
-// for it. It carries on past failures and returns them joined.
+// backgroundLease is the lease the background round holds, so that of
+// several servers sharing a store one at a time rotates, announces and
+// purges: two at once would rotate a due key twice.
+const backgroundLease = "keyvault/background"
+
+// RunOnce does one round of background work, if this process holds (or
+// takes) the background lease, and reports nil without doing anything if
+// another process does. The lease lasts three rounds, so a server that
+// stops is replaced within three RotationIntervals. A round rotates the
+// keys whose rotation policy's Rotate trigger is due (timeAfterCreate
+// counted from the newest version's creation, timeBeforeExpiry against its
+// expiry), giving the new version the policy's expiryTime; publishes
+// KeyExpired for newest versions whose exp passed after since (the zero
+// time means ever); purges soft-deleted keys past their scheduled purge
+// date; and purges vaults due for it. It carries on past failures and
+// returns them joined.
 func (s *Service) RunOnce(ctx context.Context, since time.Time) error {
+	_, err := s.round(ctx, since)
+	return err
+}
+
+// round is RunOnce, reporting whether this process held the lease and ran.
+func (s *Service) round(ctx context.Context, since time.Time) (bool, error) {
+	now := s.now()
+	held, err := s.cfg.Store.AcquireLease(ctx, backgroundLease, s.cfg.NodeID, now, now.Add(3*s.cfg.RotationInterval))
+	if err != nil || !held {
+		return false, err
+	}
 	ks, err := s.keyStore()
 	if err != nil {
-		return err
+		return true, err
 	}
 	vaults, err := s.cfg.Store.ListResources(ctx, keyhold.ResourceFilter{Type: ResourceType})
 	if err != nil {
-		return err
+		return true, err
 	}
 	type vaultInfo struct {
 		r *keyhold.Resource
@@ -54,7 +79,6 @@ func (s *Service) RunOnce(ctx context.Context, since time.Time) error {
 	}
 	byName := map[string]vaultInfo{}
 	var errs []error
-	now := s.now()
 	for _, r := range vaults {
 		p, err := ParseProperties(r)
 		if err != nil {
@@ -102,7 +126,7 @@ func (s *Service) RunOnce(ctx context.Context, since time.Time) error {
 	}
 	// Vaults go last, so that keys purged above were announced first.
 	errs = append(errs, s.purgeDueVaults(ctx))
-	return errors.Join(errs...)
+	return true, errors.Join(errs...)
 }
 
 // rotationDue reports whether pol's Rotate trigger has come for the newest

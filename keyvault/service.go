@@ -1,6 +1,8 @@
 package keyvault
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"log/slog"
 	"strings"
 	"time"
@@ -41,6 +43,9 @@ type Config struct {
 	// RotationInterval is how often the background rotator and purger look
 	// for due work; 0 means one minute.
 	RotationInterval time.Duration
+	// NodeID names this process for the background round's lease; empty
+	// means a random name, unique to this process.
+	NodeID string
 	// Duties checks every write of access policies (vault PUT and PATCH,
 	// accessPolicies/{add,replace}) in its transaction; nil checks nothing.
 	Duties *duties.Checker
@@ -74,6 +79,11 @@ func New(cfg Config) *Service {
 	}
 	if s.cfg.RotationInterval == 0 {
 		s.cfg.RotationInterval = time.Minute
+	}
+	if s.cfg.NodeID == "" {
+		b := make([]byte, 8)
+		rand.Read(b)
+		s.cfg.NodeID = "keyvault-" + hex.EncodeToString(b)
 	}
 	if !strings.HasSuffix(s.cfg.PublicURL, "/") {
 		s.cfg.PublicURL += "/"
