@@ -17,6 +17,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
+	"crypto/tls"
 	"embed"
 	"encoding/base64"
 	"errors"
@@ -254,7 +255,20 @@ type inProcess struct{ h http.Handler }
 func (t inProcess) RoundTrip(req *http.Request) (*http.Response, error) {
 	r := req.Clone(req.Context())
 	r.RequestURI = r.URL.RequestURI()
+	// The API sees the call as the person's own: from their address (a
+	// vault's IP rules and the audit log judge them, not this server) and
+	// over TLS to the public host, as they reached the pages, so that the
+	// URLs it writes back (key ids) are the public ones.
 	r.RemoteAddr = "127.0.0.1:0"
+	if addr, ok := req.Context().Value(personKey{}).(string); ok && addr != "" {
+		r.RemoteAddr = addr
+	}
+	if r.Host == "" {
+		r.Host = r.URL.Host
+	}
+	if r.URL.Scheme == "https" {
+		r.TLS = &tls.ConnectionState{HandshakeComplete: true, ServerName: r.URL.Hostname()}
+	}
 	if r.Body == nil {
 		r.Body = http.NoBody
 	}
@@ -266,6 +280,15 @@ func (t inProcess) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp.Body = io.NopCloser(bytes.NewReader(nil))
 	}
 	return resp, nil
+}
+
+// personKey carries the address of the person a page serves into the API
+// calls it makes for them.
+type personKey struct{}
+
+// withPerson marks r's context with the person's address, for inProcess.
+func withPerson(r *http.Request) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), personKey{}, r.RemoteAddr))
 }
 
 // client returns an API client acting as s (nil: unauthenticated).

@@ -109,7 +109,7 @@ func (a *Admin) page(platform bool, h func(w http.ResponseWriter, r *http.Reques
 				Message: "The admin center is for Power Platform and Dynamics 365 administrators. Ask a Global Administrator for one of these roles."})
 			return
 		}
-		h(w, r, s)
+		h(w, withPerson(r), s)
 	}
 }
 
@@ -154,6 +154,7 @@ func safeNext(n string) string {
 // signIn checks the password through the token endpoint (the same grant the
 // CLI uses) and starts a session with the tokens it gets.
 func (a *Admin) signIn(w http.ResponseWriter, r *http.Request) {
+	r = withPerson(r) // the token endpoint's rate limit counts the person's address
 	v := signInView{Username: strings.TrimSpace(r.PostFormValue("username")), Next: safeNext(r.PostFormValue("next"))}
 	password := keyhold.NewSecret([]byte(r.PostFormValue("password")))
 	switch {
