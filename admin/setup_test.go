@@ -313,6 +313,20 @@ func TestCreatePolicyPage(t *testing.T) {
 			t.Errorf("the deployment page lacks %q: %s", want, body)
 		}
 	}
+	// Its links fill in the next forms: the identity on the vault page,
+	// the policy on the policy access page.
+	_, body = do(t, s.kv, "GET", s.base+"/admin/vaults/"+s.sub+"/rg-setup/kv-setup?object="+p.PrincipalID(), nil)
+	if !strings.Contains(body, `<input id="object" name="object" type="text" value="`+p.PrincipalID()+`"`) {
+		t.Errorf("the vault page does not take the policy identity from the link: %s", body)
+	}
+	_, body = do(t, s.kv, "GET", s.base+"/admin/vaults/"+s.sub+"/rg-setup/kv-setup?object=%22%3E%3Cscript%3E", nil)
+	if strings.Contains(body, "<script>") || !strings.Contains(body, `<input id="object" name="object" type="text" value=""`) {
+		t.Errorf("the vault page took a link's object that is not an object id: %s", body)
+	}
+	_, body = do(t, s.kv, "GET", s.base+"/admin/kv/policies?"+url.Values{"policy": {policyID}}.Encode(), nil)
+	if !strings.Contains(body, `<option value="`+policyID+`" selected>`) {
+		t.Errorf("the policy access page does not preselect the policy from the link: %s", body)
+	}
 	resp, body = do(t, s.kv, "GET", s.base+depPath+"/status", nil)
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"state":"Succeeded"`) || !strings.Contains(body, `"done":true`) {
 		t.Fatalf("deployment status = %d %s", resp.StatusCode, body)

@@ -231,6 +231,9 @@ type vaultView struct {
 	Errors      map[string]string
 	Permissions []string
 	Preset      []string
+	// Object fills the access-policy form's principal: what was typed, or
+	// the policy identity the deployment page links here with.
+	Object string
 	// KeysError is why the keys could not be listed (the vault's firewall,
 	// or no list permission), shown in place of the list.
 	KeysError string
@@ -288,6 +291,9 @@ func (a *Admin) vaultPage(w http.ResponseWriter, r *http.Request, s *session) {
 	if err != nil {
 		a.fail(w, r, s, err)
 		return
+	}
+	if obj := r.URL.Query().Get("object"); guidRE.MatchString(obj) {
+		v.Object = obj
 	}
 	a.render(w, r, s, http.StatusOK, "vault", v)
 }
@@ -388,6 +394,7 @@ func (a *Admin) addAccess(w http.ResponseWriter, r *http.Request, s *session) {
 		return
 	}
 	obj := strings.TrimSpace(r.PostFormValue("object"))
+	v.Object = obj
 	perms := r.PostForm["perm"]
 	if r.PostFormValue("preset") == "cmk" {
 		perms = cmkPreset
@@ -439,7 +446,12 @@ func (a *Admin) kvPolicies(w http.ResponseWriter, r *http.Request, s *session) {
 		a.fail(w, r, s, err)
 		return
 	}
-	a.render(w, r, s, http.StatusOK, "kvpolicies", kvPoliciesView{Policies: ps, Errors: map[string]string{}})
+	v := kvPoliciesView{Policies: ps, Errors: map[string]string{}}
+	// The deployment page links here with the new policy chosen.
+	if p := r.URL.Query().Get("policy"); client.IsPolicyID(p) {
+		v.Policy = p
+	}
+	a.render(w, r, s, http.StatusOK, "kvpolicies", v)
 }
 
 // readerRoleID is the built-in Reader role, which a platform administrator
