@@ -94,53 +94,26 @@ func (a *app) printDuties(s *client.SeparationOfDuties) error {
 }
 
 func dutiesShow() *command {
-	return &command{
-		name:     "show",
-		summary:  "show whether separation of duties is on, and who holds both kinds of right",
-		examples: []string{"keyhold duties show", "keyhold duties show -o json"},
-		run: func(ctx context.Context, a *app, args []string) error {
-			if err := noArgs(args); err != nil {
-				return err
-			}
-			c, _, err := a.connect()
-			if err != nil {
-				return err
-			}
-			s, err := c.GetSeparationOfDuties(ctx)
-			if err != nil {
-				return err
-			}
-			return a.printDuties(s)
-		},
-	}
+	return callCommand("show", "show whether separation of duties is on, and who holds both kinds of right",
+		[]string{"keyhold duties show", "keyhold duties show -o json"},
+		(*client.Client).GetSeparationOfDuties, (*app).printDuties)
 }
 
 // dutiesSet is the enforce and relax verbs: they store the tenant's setting
 // and print what show prints.
 func dutiesSet(name, summary string, on bool, examples []string) *command {
-	return &command{
-		name:     name,
-		summary:  summary,
-		long:     "Needs a Global Administrator. The change is written to the audit log.",
-		examples: examples,
-		run: func(ctx context.Context, a *app, args []string) error {
-			if err := noArgs(args); err != nil {
-				return err
-			}
-			c, _, err := a.connect()
-			if err != nil {
-				return err
-			}
-			s, err := c.SetSeparationOfDuties(ctx, on)
-			if err != nil {
-				return err
-			}
+	cmd := callCommand(name, summary, examples,
+		func(c *client.Client, ctx context.Context) (*client.SeparationOfDuties, error) {
+			return c.SetSeparationOfDuties(ctx, on)
+		},
+		func(a *app, s *client.SeparationOfDuties) error {
 			if !on && s.ServerEnforced {
 				a.say("The tenant setting is off, but the server runs with --separation-of-duties, which still enforces it.")
 			}
 			return a.printDuties(s)
-		},
-	}
+		})
+	cmd.long = "Needs a Global Administrator. The change is written to the audit log."
+	return cmd
 }
 
 func dutiesEnforce() *command {

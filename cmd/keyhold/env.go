@@ -435,25 +435,12 @@ func settingsTable(s *client.EnvironmentSettings) table {
 }
 
 func envSettingsShow() *command {
-	return &command{
-		name:     "show",
-		summary:  "show the tenant's environment settings",
-		examples: []string{"keyhold env settings show", "keyhold env settings show -o json"},
-		run: func(ctx context.Context, a *app, args []string) error {
-			if err := noArgs(args); err != nil {
-				return err
-			}
-			c, _, err := a.connect()
-			if err != nil {
-				return err
-			}
-			s, err := c.GetEnvironmentSettings(ctx)
-			if err != nil {
-				return err
-			}
+	return callCommand("show", "show the tenant's environment settings",
+		[]string{"keyhold env settings show", "keyhold env settings show -o json"},
+		(*client.Client).GetEnvironmentSettings,
+		func(a *app, s *client.EnvironmentSettings) error {
 			return a.print(s, func() table { return settingsTable(s) })
-		},
-	}
+		})
 }
 
 // parseBoolFlag parses an optional true|false flag; "" is unset.

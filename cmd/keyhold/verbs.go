@@ -45,6 +45,31 @@ func listCommand[T any](summary string, examples []string, list func(context.Con
 	}
 }
 
+// callCommand is a verb without arguments or flags of its own that makes
+// one client call in the tenant and hands its answer to show. Errors are
+// the sign-in's, call's and show's.
+func callCommand[T any](name, summary string, examples []string, call func(*client.Client, context.Context) (T, error), show func(*app, T) error) *command {
+	return &command{
+		name:     name,
+		summary:  summary,
+		examples: examples,
+		run: func(ctx context.Context, a *app, args []string) error {
+			if err := noArgs(args); err != nil {
+				return err
+			}
+			c, _, err := a.connect()
+			if err != nil {
+				return err
+			}
+			v, err := call(c, ctx)
+			if err != nil {
+				return err
+			}
+			return show(a, v)
+		},
+	}
+}
+
 // inTenant lists with a client method that needs no subscription; the
 // sign-in's errors come back as they are.
 func inTenant[T any](f func(*client.Client, context.Context) ([]T, error)) func(context.Context, *app) ([]T, error) {
