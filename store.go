@@ -27,6 +27,7 @@ type Store interface {
 	FileStore
 	AdminSessionStore
 	LeaseStore
+	OperationLeaseStore
 
 	// InTx runs fn in one transaction: every call fn makes on tx commits
 	// together, or none does if fn returns an error or panics.
@@ -163,6 +164,28 @@ type LeaseStore interface {
 	// ReleaseLease ends owner's lease of name at once; a lease that owner
 	// does not hold is left alone.
 	ReleaseLease(ctx context.Context, name, owner string) error
+}
+
+// DetailOperationLeaseLost is the detail of the EConflict that
+// UpdateOperationLeased returns when the operation's lease moved to another
+// worker (or was released) since the caller leased it.
+const DetailOperationLeaseLost = "OperationLeaseLost"
+
+// OperationLeaseStore fences the writes of lifecycle operation workers: a
+// worker that stalled past its lease (a GC pause, a slow disk, a partition
+// from the database) must not save an operation that another worker leased
+// meanwhile, or two workers would run it and the stalled one could move its
+// cursor backwards.
+type OperationLeaseStore interface {
+	// UpdateOperationLeased is UpdateOperation only while owner holds the
+	// operation's lease (its stored LeaseOwner, whatever LeaseUntil says:
+	// a lease that ran out but nobody took is still the owner's to renew).
+	// Inside InTx a refusal rolls back the transaction's other writes when
+	// the caller returns it. Errors: EInvalid without an owner or as
+	// UpdateOperation, ENotFound if there is no such operation, and EConflict
+	// with detail DetailOperationLeaseLost when another owner holds the lease
+	// or it was released.
+	UpdateOperationLeased(ctx context.Context, op *Operation, owner string) error
 }
 
 // AuditStore keeps the append-only, hash-chained audit log.

@@ -352,12 +352,7 @@ func (s *Store) ListOperations(ctx context.Context, environmentID string) ([]*ke
 // EInvalid without a state or with Stages or Params that are not JSON, and
 // ENotFound if there is no such operation.
 func (s *Store) UpdateOperation(ctx context.Context, op *keyhold.Operation) error {
-	args, err := operationArgs(op)
-	if err != nil {
-		return err
-	}
-	n, err := s.execN(ctx, `UPDATE env_operations SET state = ?, stages = ?, params = ?, resume_cursor = ?, done = ?,
-		total = ?, error = ?, lease_owner = ?, lease_until = ?, updated_at = ? WHERE id = ?`, append(args, op.ID)...)
+	n, err := s.updateOperation(ctx, op, "")
 	if err != nil {
 		return err
 	}
@@ -365,6 +360,54 @@ func (s *Store) UpdateOperation(ctx context.Context, op *keyhold.Operation) erro
 		return notFound("operation %q", op.ID)
 	}
 	return nil
+}
+
+// UpdateOperationLeased is UpdateOperation only while owner holds the
+// operation's lease. The owner is checked in the UPDATE itself, so a
+// LeaseOperation by another worker commits either before it (the update
+// matches nothing) or after it (and finds the lease renewed). It returns
+// EInvalid without an owner, ENotFound if there is no such operation and
+// EConflict with detail keyhold.DetailOperationLeaseLost if owner no longer
+// holds the lease.
+func (s *Store) UpdateOperationLeased(ctx context.Context, op *keyhold.Operation, owner string) error {
+	if owner == "" {
+		// An empty owner would match every operation nobody leased.
+		return invalid("lease owner is required")
+	}
+	n, err := s.updateOperation(ctx, op, owner)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	cur, err := s.GetOperation(ctx, op.ID)
+	if err != nil {
+		return err
+	}
+	holder := "its lease was released"
+	if cur.LeaseOwner != "" {
+		holder = "worker " + cur.LeaseOwner + " holds it now"
+	}
+	return keyhold.Errorc(keyhold.EConflict, keyhold.DetailOperationLeaseLost,
+		"sqlstore: operation %q is no longer leased to %s: %s", op.ID, owner, holder)
+}
+
+// updateOperation writes op's mutable columns, only while owner holds its
+// lease unless owner is "", and returns how many rows it changed.
+func (s *Store) updateOperation(ctx context.Context, op *keyhold.Operation, owner string) (int64, error) {
+	args, err := operationArgs(op)
+	if err != nil {
+		return 0, err
+	}
+	q := `UPDATE env_operations SET state = ?, stages = ?, params = ?, resume_cursor = ?, done = ?,
+		total = ?, error = ?, lease_owner = ?, lease_until = ?, updated_at = ? WHERE id = ?`
+	args = append(args, op.ID)
+	if owner != "" {
+		q += ` AND lease_owner = ?`
+		args = append(args, owner)
+	}
+	return s.execN(ctx, q, args...)
 }
 
 // LeaseOperation claims an operation that is NotStarted or Running and
