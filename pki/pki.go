@@ -315,7 +315,8 @@ func newCA(now time.Time) (cert *x509.Certificate, key crypto.Signer, certPEM, k
 
 // WantedSANs returns the DNS names and IP addresses a server certificate must
 // carry: localhost, 127.0.0.1, ::1 and every hostname, lowercased, without
-// duplicates and sorted, so that two lists compare as sets.
+// duplicates and sorted, so that two lists compare as sets. A hostname may be
+// a wildcard, *.<domain>, which covers one label below domain.
 func WantedSANs(hostnames []string) (dns []string, ips []net.IP) {
 	seenIP := map[string]bool{}
 	for _, h := range append([]string{"localhost", "127.0.0.1", "::1"}, hostnames...) {
@@ -366,7 +367,15 @@ func ipStrings(ips []net.IP) []string {
 	return out
 }
 
+// serverCN names the certificate after its first host name that is neither
+// localhost nor a wildcard (such as the *.<vault domain> of host-style vault
+// URLs, which sorts first).
 func serverCN(dns []string) string {
+	for _, d := range dns {
+		if d != "localhost" && !strings.HasPrefix(d, "*.") {
+			return d
+		}
+	}
 	for _, d := range dns {
 		if d != "localhost" {
 			return d

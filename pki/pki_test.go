@@ -158,6 +158,7 @@ func TestEnsureReissue(t *testing.T) {
 		{"new name", []string{"a.example", "b.example"}, start, true},
 		{"name removed", nil, start, true},
 		{"expiry near", []string{"a.example"}, start.Add(340 * 24 * time.Hour), true},
+		{"vault domain wildcard added", []string{"a.example", "*.vault.example.test"}, start, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -255,6 +256,42 @@ func TestWantedSANs(t *testing.T) {
 	}
 	if got, want := ipStrings(ips), []string{"::1", "10.0.0.1", "127.0.0.1", "192.168.0.1"}; !slices.Equal(got, want) {
 		t.Errorf("ips = %v, want %v", got, want)
+	}
+}
+
+// TestWildcardSAN checks that the SAN *.<vault domain> of host-style vault
+// URLs verifies for one vault name below the domain and nothing else, and
+// does not become the certificate's name.
+func TestWildcardSAN(t *testing.T) {
+	certs, err := Ensure(context.Background(), Config{Store: newMemStore(), Key: testKey(t, 1),
+		Hostnames: []string{"keyhold.example", "*.Vault.Example.Test."}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := certs.Server.Leaf
+	if got, want := leaf.Subject.CommonName, "keyhold.example"; got != want {
+		t.Errorf("CommonName = %q, want %q", got, want)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(certs.CA)
+	tests := []struct {
+		host string
+		ok   bool
+	}{
+		{"kv-contoso.vault.example.test", true},
+		{"KV1.VAULT.EXAMPLE.TEST", true},
+		{"keyhold.example", true},
+		{"vault.example.test", false},
+		{"a.b.vault.example.test", false},
+		{"kv1.vault.example.org", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.host, func(t *testing.T) {
+			_, err := leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: tt.host})
+			if (err == nil) != tt.ok {
+				t.Errorf("Verify(%s) = %v, want ok %v", tt.host, err, tt.ok)
+			}
+		})
 	}
 }
 
