@@ -215,17 +215,6 @@ func (a *Admin) loadKey(r *http.Request, s *session) (keyView, error) {
 	return v, nil
 }
 
-// keyPage shows a key's versions, with enable, disable and expiry per
-// version, a new version, and the identifiers a policy takes.
-func (a *Admin) keyPage(w http.ResponseWriter, r *http.Request, s *session) {
-	v, err := a.loadKey(r, s)
-	if err != nil {
-		a.fail(w, r, s, err)
-		return
-	}
-	a.render(w, r, s, http.StatusOK, "key", v)
-}
-
 // rotateKey makes a new version of a key, of the same type and size. A
 // policy that follows the newest version moves to it.
 func (a *Admin) rotateKey(w http.ResponseWriter, r *http.Request, s *session) {

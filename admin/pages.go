@@ -83,6 +83,19 @@ func (a *Admin) render(w http.ResponseWriter, r *http.Request, s *session, statu
 
 // page wraps a handler that needs a signed-in person (and, with platform,
 // one of the roles of the admin center), and checks CSRF on every post.
+// show is a page that loads its view with load and renders it as template
+// name; a failed load is shown by fail.
+func show[T any](a *Admin, name string, load func(*http.Request, *session) (T, error)) func(http.ResponseWriter, *http.Request, *session) {
+	return func(w http.ResponseWriter, r *http.Request, s *session) {
+		v, err := load(r, s)
+		if err != nil {
+			a.fail(w, r, s, err)
+			return
+		}
+		a.render(w, r, s, http.StatusOK, name, v)
+	}
+}
+
 func (a *Admin) page(platform bool, h func(w http.ResponseWriter, r *http.Request, s *session)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		s, err := a.session(r)

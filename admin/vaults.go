@@ -29,15 +29,15 @@ var (
 )
 
 func (a *Admin) vaultRoutes(m *http.ServeMux) {
-	m.HandleFunc("GET /admin/vaults", a.page(false, a.vaults))
+	m.HandleFunc("GET /admin/vaults", a.page(false, show(a, "vaults", a.loadVaults)))
 	m.HandleFunc("POST /admin/vaults", a.page(false, a.createVault))
 	m.HandleFunc("POST /admin/vaults/recover", a.page(false, a.recoverVault))
-	m.HandleFunc("GET /admin/vaults/{sub}/{group}/{name}", a.page(false, a.vaultPage))
+	m.HandleFunc("GET /admin/vaults/{sub}/{group}/{name}", a.page(false, show(a, "vault", a.loadVaultPage)))
 	m.HandleFunc("POST /admin/vaults/{sub}/{group}/{name}/delete", a.page(false, a.deleteVault))
 	m.HandleFunc("POST /admin/vaults/{sub}/{group}/{name}/network", a.page(false, a.updateNetwork))
 	m.HandleFunc("POST /admin/vaults/{sub}/{group}/{name}/keys", a.page(false, a.createKey))
 	m.HandleFunc("POST /admin/vaults/{sub}/{group}/{name}/import", a.page(false, a.importKey))
-	m.HandleFunc("GET /admin/vaults/{sub}/{group}/{name}/keys/{key}", a.page(false, a.keyPage))
+	m.HandleFunc("GET /admin/vaults/{sub}/{group}/{name}/keys/{key}", a.page(false, show(a, "key", a.loadKey)))
 	m.HandleFunc("POST /admin/vaults/{sub}/{group}/{name}/keys/{key}", a.page(false, a.keyAction))
 	m.HandleFunc("POST /admin/vaults/{sub}/{group}/{name}/keys/{key}/rotate", a.page(false, a.rotateKey))
 	m.HandleFunc("POST /admin/vaults/{sub}/{group}/{name}/keys/{key}/versions/{version}", a.page(false, a.versionAction))
@@ -124,15 +124,6 @@ func (a *Admin) loadVaults(r *http.Request, s *session) (vaultsView, error) {
 	sort.Slice(v.Vaults, func(i, j int) bool { return v.Vaults[i].Name < v.Vaults[j].Name })
 	sort.Slice(v.Deleted, func(i, j int) bool { return v.Deleted[i].Name < v.Deleted[j].Name })
 	return v, nil
-}
-
-func (a *Admin) vaults(w http.ResponseWriter, r *http.Request, s *session) {
-	v, err := a.loadVaults(r, s)
-	if err != nil {
-		a.fail(w, r, s, err)
-		return
-	}
-	a.render(w, r, s, http.StatusOK, "vaults", v)
 }
 
 // createVault creates a vault with soft delete and purge protection on,
@@ -286,16 +277,15 @@ func (a *Admin) loadVault(r *http.Request, s *session) (vaultView, error) {
 	return v, nil
 }
 
-func (a *Admin) vaultPage(w http.ResponseWriter, r *http.Request, s *session) {
+// loadVaultPage is loadVault for the vault page, whose access form takes
+// the principal from a link (the deployment page's, with the new policy's
+// identity).
+func (a *Admin) loadVaultPage(r *http.Request, s *session) (vaultView, error) {
 	v, err := a.loadVault(r, s)
-	if err != nil {
-		a.fail(w, r, s, err)
-		return
-	}
-	if obj := r.URL.Query().Get("object"); guidRE.MatchString(obj) {
+	if obj := r.URL.Query().Get("object"); err == nil && guidRE.MatchString(obj) {
 		v.Object = obj
 	}
-	a.render(w, r, s, http.StatusOK, "vault", v)
+	return v, err
 }
 
 // createKey creates an RSA key (2048, 3072 or 4096 bits), optionally
