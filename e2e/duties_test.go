@@ -83,24 +83,8 @@ func TestSeparationOfDuties(t *testing.T) {
 	if _, err := groups.CreateOrUpdate(ctx, "rg-duties", armresources.ResourceGroup{Location: to.Ptr("westus")}, nil); err != nil {
 		t.Fatal(err)
 	}
+	vaultID := *e.createVault(t, "rg-duties", "kv-duties", false).ID
 	vaults, _ := armkeyvault.NewVaultsClient(sub, owner, opts)
-	poller, err := vaults.BeginCreateOrUpdate(ctx, "rg-duties", "kv-duties", armkeyvault.VaultCreateOrUpdateParameters{
-		Location: to.Ptr("westus"),
-		Properties: &armkeyvault.VaultProperties{
-			TenantID: to.Ptr(tenant), SKU: &armkeyvault.SKU{Family: to.Ptr(armkeyvault.SKUFamilyA), Name: to.Ptr(armkeyvault.SKUNameStandard)},
-			EnablePurgeProtection: to.Ptr(true),
-			AccessPolicies: []*armkeyvault.AccessPolicyEntry{{TenantID: to.Ptr(tenant), ObjectID: to.Ptr(e.Server.Bootstrap().ServicePrincipalID),
-				Permissions: &armkeyvault.Permissions{Keys: []*armkeyvault.KeyPermissions{to.Ptr(armkeyvault.KeyPermissionsAll)}}}},
-		},
-	}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := poller.PollUntilDone(ctx, fastPoll)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vaultID := *v.ID
 
 	assignments, _ := armauthorization.NewRoleAssignmentsClient(sub, owner, opts)
 	kva, _ := rbac.RoleByName(rbac.RoleKeyVaultAdministrator)

@@ -41,23 +41,7 @@ func (e *env) setupCMK(t *testing.T, group, vault, policyName string) *cmk {
 	ctx := context.Background()
 	sub, tenant := e.Boot.SubscriptionID, e.Boot.TenantID
 	owner, opts := e.ServicePrincipal(), e.ARMOptions()
-	vaults, _ := armkeyvault.NewVaultsClient(sub, owner, opts)
-	p, err := vaults.BeginCreateOrUpdate(ctx, group, vault, armkeyvault.VaultCreateOrUpdateParameters{
-		Location: to.Ptr("westus"),
-		Properties: &armkeyvault.VaultProperties{
-			TenantID: to.Ptr(tenant), SKU: &armkeyvault.SKU{Family: to.Ptr(armkeyvault.SKUFamilyA), Name: to.Ptr(armkeyvault.SKUNameStandard)},
-			EnablePurgeProtection: to.Ptr(true),
-			AccessPolicies: []*armkeyvault.AccessPolicyEntry{{TenantID: to.Ptr(tenant), ObjectID: to.Ptr(e.Server.Bootstrap().ServicePrincipalID),
-				Permissions: &armkeyvault.Permissions{Keys: []*armkeyvault.KeyPermissions{to.Ptr(armkeyvault.KeyPermissionsAll)}}}},
-		},
-	}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := p.PollUntilDone(ctx, fastPoll)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := e.createVault(t, group, vault, false)
 	if _, err := e.vaultClient(vault, owner).CreateKey(ctx, "cmk", azkeys.CreateKeyParameters{Kty: to.Ptr(azkeys.KeyTypeRSA), KeySize: to.Ptr(int32(2048))}, nil); err != nil {
 		t.Fatal(err)
 	}

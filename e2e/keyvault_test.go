@@ -35,26 +35,7 @@ func TestVaultAccessChangesOnTheNextRequest(t *testing.T) {
 	}
 	vaults, _ := armkeyvault.NewVaultsClient(sub, owner, opts)
 	ownerOID := e.Server.Bootstrap().ServicePrincipalID
-	createVault := func(name string, rbac bool) *armkeyvault.Vault {
-		t.Helper()
-		p, err := vaults.BeginCreateOrUpdate(ctx, "rg-kv", name, armkeyvault.VaultCreateOrUpdateParameters{
-			Location: to.Ptr("westus"),
-			Properties: &armkeyvault.VaultProperties{
-				TenantID: to.Ptr(tenant), SKU: &armkeyvault.SKU{Family: to.Ptr(armkeyvault.SKUFamilyA), Name: to.Ptr(armkeyvault.SKUNameStandard)},
-				EnablePurgeProtection: to.Ptr(true), EnableRbacAuthorization: to.Ptr(rbac),
-				AccessPolicies: []*armkeyvault.AccessPolicyEntry{{TenantID: to.Ptr(tenant), ObjectID: to.Ptr(ownerOID),
-					Permissions: &armkeyvault.Permissions{Keys: []*armkeyvault.KeyPermissions{to.Ptr(armkeyvault.KeyPermissionsAll)}}}},
-			},
-		}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		v, err := p.PollUntilDone(ctx, fastPoll)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &v.Vault
-	}
+	createVault := func(name string, rbac bool) *armkeyvault.Vault { return e.createVault(t, "rg-kv", name, rbac) }
 	appOID, app := e.CreateServicePrincipal("payments-app")
 	digest := sha256.Sum256([]byte("hello"))
 	wrapParams := azkeys.KeyOperationParameters{Algorithm: to.Ptr(azkeys.EncryptionAlgorithmRSAOAEP256), Value: make([]byte, 32)}
