@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keyhold/keyhold/admin"
 	"github.com/keyhold/keyhold/identity"
 	"github.com/keyhold/keyhold/internal/testenv"
 )
@@ -26,6 +27,14 @@ func pageClient(t *testing.T, e *testenv.Env) *http.Client {
 
 func do(t *testing.T, c *http.Client, method, u string, form url.Values) (*http.Response, string) {
 	t.Helper()
+	return doWithCookie(t, c, method, u, "", form)
+}
+
+// doWithCookie is do with the session cookie set by hand (none when cookie
+// is ""): a cookie jar hands a cookie of 127.0.0.1 to every port, which
+// tests of several servers cannot have.
+func doWithCookie(t *testing.T, c *http.Client, method, u, cookie string, form url.Values) (*http.Response, string) {
+	t.Helper()
 	var body io.Reader
 	if form != nil {
 		body = strings.NewReader(form.Encode())
@@ -36,6 +45,9 @@ func do(t *testing.T, c *http.Client, method, u string, form url.Values) (*http.
 	}
 	if form != nil {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	if cookie != "" {
+		req.AddCookie(&http.Cookie{Name: admin.CookieName, Value: cookie})
 	}
 	resp, err := c.Do(req)
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -42,28 +41,8 @@ var sessBackends = []struct {
 // do: it hands a cookie of 127.0.0.1 to every port.
 func sessDo(t *testing.T, e *testenv.Env, cookie, method, path string, form url.Values) (*http.Response, string) {
 	t.Helper()
-	var body io.Reader
-	if form != nil {
-		body = strings.NewReader(form.Encode())
-	}
-	req, err := http.NewRequest(method, "https://"+e.Server.Addr().String()+path, body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if form != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	}
-	if cookie != "" {
-		req.AddCookie(&http.Cookie{Name: admin.CookieName, Value: cookie})
-	}
 	c := &http.Client{Transport: e.HTTP.Transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp, string(b)
+	return doWithCookie(t, c, method, "https://"+e.Server.Addr().String()+path, cookie, form)
 }
 
 // sessSignIn signs the Global Administrator in through e and returns the
@@ -359,18 +338,7 @@ func TestSessionsInMemory(t *testing.T) {
 	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	send := func(cookie, method, path string, form url.Values) (*http.Response, string) {
 		t.Helper()
-		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(form.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		if cookie != "" {
-			req.AddCookie(&http.Cookie{Name: admin.CookieName, Value: cookie})
-		}
-		resp, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp, string(b)
+		return doWithCookie(t, c, method, srv.URL+path, cookie, form)
 	}
 	resp, _ := send("", "POST", "/admin/signin", url.Values{"username": {e.Boot.AdminUsername}, "password": {e.Boot.AdminPassword}})
 	var cookie string
