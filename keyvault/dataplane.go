@@ -104,7 +104,8 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 // Challenge answers a request that failed authentication as Key Vault does:
 // 401 with `WWW-Authenticate: Bearer authorization="<PublicURL><tenant>",
 // resource="<audience>"`, where the tenant is the vault's (or, for a vault
-// that does not exist, the server's first tenant), and the body
+// that does not exist, the server's first tenant) and the resource is
+// HostAudience for a request to a host-style vault URL, and the body
 // {"error":{"code":"Unauthorized","message":"AKV10000: ..."}}. It never
 // reads the request body: the Azure SDKs send the first request of a client
 // without its body to elicit this challenge. An error that is not
@@ -114,8 +115,15 @@ func (s *Service) Challenge(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, r, err)
 		return
 	}
-	tenant := s.challengeTenant(r.Context(), r.URL.Path)
-	w.Header().Set("WWW-Authenticate", `Bearer authorization="`+s.cfg.PublicURL+tenant+`", resource="`+s.audience()+`"`)
+	name, _, _, byHost, _ := s.vaultOf(r)
+	tenant := s.challengeTenant(r.Context(), name)
+	resource := s.audience()
+	if byHost {
+		// The SDKs check that the vault's host, port included, ends with
+		// "." + the resource's host: the vault audience's would not.
+		resource = s.HostAudience()
+	}
+	w.Header().Set("WWW-Authenticate", `Bearer authorization="`+s.cfg.PublicURL+tenant+`", resource="`+resource+`"`)
 	msg := missingTokenMessage
 	if r.Header.Get("Authorization") != "" {
 		// A token was sent but refused; say why, in Key Vault's manner.
@@ -140,11 +148,11 @@ func (s *Service) audience() string {
 }
 
 // challengeTenant names the tenant a client should get a token from: the
-// vault's, else the server's first, else "common". The azkeys client takes
+// named vault's, else the server's first, else "common". The azkeys client takes
 // the fourth '/'-separated part of the authority as the tenant, so the
 // result is always one non-empty segment.
-func (s *Service) challengeTenant(ctx context.Context, path string) string {
-	if name, _, ok := splitVaultPath(path); ok && validVaultName(name) {
+func (s *Service) challengeTenant(ctx context.Context, name string) string {
+	if validVaultName(name) {
 		if _, p, err := s.lookupVault(ctx, name); err == nil && p.TenantID != "" && !strings.Contains(p.TenantID, "/") {
 			return p.TenantID
 		}
@@ -195,9 +203,10 @@ type request struct {
 	caller     *keyhold.Caller
 	vault      *keyhold.Resource
 	props      *Properties
-	// base is scheme://host/vaults/{name} as the client addressed the
-	// vault, without a trailing slash: kids and nextLinks start with it, so
-	// that a client follows them back to where it came from.
+	// base is scheme://host/vaults/{name}, or scheme://host for a
+	// host-style vault URL, as the client addressed the vault, without a
+	// trailing slash: kids and nextLinks start with it, so that a client
+	// follows them back to where it came from.
 	base string
 }
 
@@ -224,15 +233,15 @@ type operation struct {
 	serve func(s *Service, rq *request) error
 }
 
-// Handler returns the keys data plane for paths /vaults/{name}/...: it
-// expects an authenticated *keyhold.Caller in the request context (the
+// Handler returns the keys data plane for paths /vaults/{name}/... and, with
+// a vault domain, for every path of a host below it (VaultHost): it expects an authenticated *keyhold.Caller in the request context (the
 // server's surface wiring puts it there, or answers with Challenge).
 func (s *Service) Handler() http.Handler {
 	return http.HandlerFunc(s.serveData)
 }
 
 func (s *Service) serveData(w http.ResponseWriter, r *http.Request) {
-	name, rest, ok := splitVaultPath(r.URL.Path)
+	name, rest, base, byHost, ok := s.vaultOf(r)
 	if !ok {
 		writeError(w, r, keyhold.Errorc(keyhold.ENotFound, "NotFound", "keyvault: the path %s names no vault; vault URLs look like %svaults/{name}/", r.URL.Path, s.cfg.PublicURL))
 		return
@@ -252,17 +261,18 @@ func (s *Service) serveData(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
+	if byHost && !validVaultName(name) {
+		// A host below the vault domain that cannot be a vault's is a vault
+		// that does not exist, not a malformed parameter.
+		writeError(w, r, keyhold.Errorc(keyhold.ENotFound, DetailVaultNotFound, "keyvault: no vault on this server has the host %s", r.Host))
+		return
+	}
 	vault, props, err := s.lookupVault(r.Context(), name)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	scheme := "https"
-	if r.TLS == nil {
-		scheme = "http"
-	}
-	rq := &request{w: w, r: r, apiVersion: apiVersion, caller: caller, vault: vault, props: props,
-		base: scheme + "://" + r.Host + "/vaults/" + name}
+	rq := &request{w: w, r: r, apiVersion: apiVersion, caller: caller, vault: vault, props: props, base: base}
 	scope := vault.ID
 	if op.key != "" {
 		scope = rq.keyScope(op.key)

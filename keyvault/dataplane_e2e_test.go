@@ -22,9 +22,9 @@ type e2eEnv struct {
 	sp *keyhold.Principal // the bootstrap service principal
 }
 
-func newE2E(t testing.TB) *e2eEnv {
+func newE2E(t testing.TB, opts ...testenv.Option) *e2eEnv {
 	t.Helper()
-	env := testenv.Start(t,
+	env := testenv.Start(t, append([]testenv.Option{
 		testenv.WithConfig(func(c *server.Config) {
 			c.RegistrationDelay = 0 // the server's default
 			c.Getenv = func(string) string { return "" }
@@ -32,7 +32,7 @@ func newE2E(t testing.TB) *e2eEnv {
 		}),
 		testenv.WithTimeout(time.Minute),
 		// Parallel clients in the benchmark keep their connections.
-		testenv.WithTransport(func(tr *http.Transport) { tr.MaxIdleConnsPerHost = 64 }))
+		testenv.WithTransport(func(tr *http.Transport) { tr.MaxIdleConnsPerHost = 64 })}, opts...)...)
 	return &e2eEnv{Env: env, sp: env.BootstrapPrincipal()}
 }
 
@@ -90,16 +90,18 @@ func (e *e2eEnv) createVault(t testing.TB, name string, extra map[string]any) st
 	return e.Server.URL() + "vaults/" + name
 }
 
-// counter counts the requests that reach the vault and the 401s among them.
+// counter counts the requests that reach the vault (by path, or by a host
+// ending with hostSuffix) and the 401s among them.
 type counter struct {
 	next          http.RoundTripper
+	hostSuffix    string
 	vault, status atomic.Int64
 	challenges    atomic.Int64
 }
 
 func (c *counter) Do(r *http.Request) (*http.Response, error) {
 	res, err := c.next.RoundTrip(r)
-	if strings.HasPrefix(r.URL.Path, "/vaults/") {
+	if strings.HasPrefix(r.URL.Path, "/vaults/") || c.hostSuffix != "" && strings.HasSuffix(r.URL.Hostname(), c.hostSuffix) {
 		c.vault.Add(1)
 		if err == nil && res.StatusCode == http.StatusUnauthorized {
 			c.challenges.Add(1)

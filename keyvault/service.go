@@ -33,6 +33,11 @@ type Config struct {
 	// Audience is the token audience the data plane accepts and names in
 	// its challenge.
 	Audience string
+	// VaultDomain, when set, makes vault URIs host-style:
+	// https://<name>.<VaultDomain>[:port of PublicURL]/, served at the root
+	// of that host beside the path-style /vaults/{name}/ (vaulthost.go).
+	// Empty keeps vault URIs path-style.
+	VaultDomain string
 	// HSM is the hardware security module for -HSM keys; nil means none is
 	// configured and creating one fails with an error that says so.
 	HSM HSM
@@ -66,6 +71,8 @@ type Service struct {
 	now func() time.Time
 	// cache keeps parsed private keys of the data plane (keys_crypto.go).
 	cache keyCache
+	// host is the host-style URL setting (vaulthost.go).
+	host hostStyle
 }
 
 // New returns the vault service.
@@ -88,11 +95,16 @@ func New(cfg Config) *Service {
 	if !strings.HasSuffix(s.cfg.PublicURL, "/") {
 		s.cfg.PublicURL += "/"
 	}
+	s.host = newHostStyle(cfg.VaultDomain, s.cfg.PublicURL)
 	return s
 }
 
 // VaultURI returns the URL of the named vault, with a trailing slash as Azure
-// writes vaultUri.
+// writes vaultUri: https://<name>.<vault domain>[:port]/ when a vault domain
+// is configured, else path-style below the public URL.
 func (s *Service) VaultURI(name string) string {
+	if s.host.domain != "" {
+		return s.host.scheme + "://" + strings.ToLower(name) + "." + s.host.domain + s.host.port + "/"
+	}
 	return s.cfg.PublicURL + "vaults/" + name + "/"
 }

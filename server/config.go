@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/keyhold/keyhold/keyvault"
 )
 
 // Profiles a server can run with. "preview" is handed to components that
@@ -63,6 +65,13 @@ type Config struct {
 	// monitor's defaults (60 s and 10 s). Events make it check at once
 	// whatever these are.
 	HealthInterval, HealthUnhealthyInterval time.Duration
+	// VaultDomain, when set, makes vault URIs host-style,
+	// https://<name>.<VaultDomain>[:port of the public URL]/, as Azure's
+	// https://<name>.vault.azure.net/ are, so that the Azure SDKs parse key
+	// ids and verify the challenge's resource; path-style URLs keep working.
+	// Clients must resolve *.<VaultDomain> to this server, and the generated
+	// certificate carries the SAN *.<VaultDomain>. Empty keeps path-style.
+	VaultDomain string
 	// SeparationOfDuties turns separation of duties on for every tenant,
 	// whatever their own setting: no principal may then be both a key vault
 	// administrator and a platform administrator (package duties).
@@ -101,6 +110,17 @@ func (c Config) withDefaults() (Config, error) {
 		}
 		if !strings.HasSuffix(c.PublicURL, "/") {
 			c.PublicURL += "/"
+		}
+	}
+	if c.VaultDomain != "" {
+		c.VaultDomain = keyvault.NormalizeVaultDomain(c.VaultDomain)
+		if err := keyvault.CheckVaultDomain(c.VaultDomain); err != nil {
+			return c, fmt.Errorf("server: --vault-domain: %s", strings.TrimPrefix(err.Error(), "keyvault: "))
+		}
+		// Every request to a host below the vault domain goes to the vault,
+		// so the server's own host must not be one.
+		if u, err := url.Parse(c.PublicURL); err == nil && strings.HasSuffix(strings.ToLower(u.Hostname()), "."+c.VaultDomain) {
+			return c, fmt.Errorf("server: --public-url %q must not be below --vault-domain %s: requests to it would reach the vault", c.PublicURL, c.VaultDomain)
 		}
 	}
 	switch c.Profile {

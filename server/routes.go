@@ -21,10 +21,15 @@ import (
 // audience it accepts ("" for none: the request is not authenticated), and
 // its handler. Adding a surface is one entry in Server.surfaces.
 type surface struct {
-	name     string // label for metrics and the access log
-	match    func(path string) bool
+	name  string // label for metrics and the access log
+	match func(path string) bool
+	// host, when set, matches on the request's Host instead of its path:
+	// every path of a matching host is the surface's.
+	host     func(host string) bool
 	audience string
-	handler  http.Handler
+	// moreAudiences are audiences it accepts besides audience.
+	moreAudiences []string
+	handler       http.Handler
 	// challenge answers a failed authentication; nil means the resource
 	// manager's 401 (Key Vault, for one, words its challenge differently).
 	challenge func(w http.ResponseWriter, r *http.Request, err error)
@@ -98,11 +103,22 @@ func isDomain(s string) bool {
 //
 // with the BAP entry above the resource manager's /providers entry.
 func (s *Server) surfaces() []surface {
+	// A token for a host-style vault's resource is good for path-style
+	// vault URLs too, and the vault audience for host-style ones.
+	var vaultAudiences []string
+	if a := s.vault.HostAudience(); a != "" {
+		vaultAudiences = []string{a}
+	}
 	return []surface{
+		// Host-style vault URLs (--vault-domain) own every path of their
+		// host, so that an unknown vault never reaches another surface.
+		{name: "vault", host: func(h string) bool { _, ok := s.vault.VaultHost(h); return ok },
+			audience: identity.AudienceVault, moreAudiences: vaultAudiences, handler: s.vault.Handler(), challenge: s.vault.Challenge},
 		{name: "health", match: func(p string) bool { return p == "/healthz" }, handler: http.HandlerFunc(s.serveHealth)},
 		{name: "metrics", match: func(p string) bool { return p == "/metrics" }, handler: s.metrics.Handler()},
 		{name: "identity", match: isIdentityPath, handler: s.identity.Handler()},
-		{name: "vault", match: prefix("/vaults"), audience: identity.AudienceVault, handler: s.vault.Handler(), challenge: s.vault.Challenge},
+		{name: "vault", match: prefix("/vaults"), audience: identity.AudienceVault, moreAudiences: vaultAudiences,
+			handler: s.vault.Handler(), challenge: s.vault.Challenge},
 		{name: "audit", match: prefix(audit.ListPath), audience: identity.AudienceManagement, handler: s.audit.Handler()},
 		{name: "policy", match: prefix("/keyhold/v1/policies"), audience: identity.AudienceManagement, handler: s.health.ValidateHandler(s.authz)},
 		// Legacy BYOK: a tenant's uploaded protection key, and putting an
@@ -141,7 +157,7 @@ func (s *Server) dispatch() http.Handler {
 	surfaces := s.surfaces()
 	unknown := notFound("")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sf := route(surfaces, r.URL.Path)
+		sf := route(surfaces, r)
 		if sf == nil {
 			unknown.ServeHTTP(w, r)
 			return
@@ -153,7 +169,7 @@ func (s *Server) dispatch() http.Handler {
 			sf.handler.ServeHTTP(w, r)
 			return
 		}
-		c, err := s.identity.Authenticate(r.Context(), r, sf.audience)
+		c, err := s.identity.Authenticate(r.Context(), r, append([]string{sf.audience}, sf.moreAudiences...)...)
 		if err != nil {
 			if sf.challenge != nil {
 				sf.challenge(w, r, err)
@@ -171,9 +187,16 @@ func (s *Server) dispatch() http.Handler {
 	})
 }
 
-func route(surfaces []surface, path string) *surface {
+// route returns the surface of r: the first whose host matcher takes r's
+// Host, else the first whose path matcher takes its path.
+func route(surfaces []surface, r *http.Request) *surface {
 	for i := range surfaces {
-		if surfaces[i].match(path) {
+		if surfaces[i].host != nil && surfaces[i].host(r.Host) {
+			return &surfaces[i]
+		}
+	}
+	for i := range surfaces {
+		if surfaces[i].match != nil && surfaces[i].match(r.URL.Path) {
 			return &surfaces[i]
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -157,10 +158,17 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 		}
 		// Clients given this file as their CA trust the certificate itself.
 		s.caFile, _ = filepath.Abs(cfg.TLSCertFile)
+		if cfg.VaultDomain != "" && cert.Leaf != nil && cert.Leaf.VerifyHostname("vault."+cfg.VaultDomain) != nil {
+			logger.Warn("the --tls-cert certificate does not cover host-style vault URLs; clients will refuse them", "want", "*."+cfg.VaultDomain)
+		}
 	} else {
 		hosts := append([]string{}, cfg.Hostnames...)
 		if u, err := url.Parse(s.publicURL); err == nil && u.Hostname() != "" {
 			hosts = append(hosts, u.Hostname())
+		}
+		if cfg.VaultDomain != "" {
+			// Vault names are one DNS label, so one wildcard covers them.
+			hosts = append(hosts, "*."+cfg.VaultDomain)
 		}
 		certs, err := pki.Ensure(ctx, pki.Config{Store: s.store, Key: s.key, Hostnames: hosts, DataDir: cfg.DataDir, Now: cfg.Now, Logger: logger})
 		if err != nil {
@@ -173,7 +181,13 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 	// The directory, the resource manager and the vaults each ask it before
 	// they grant a platform role, a membership, a role or an access policy.
 	s.duties = duties.New(duties.Config{Store: s.store, Enforce: cfg.SeparationOfDuties, Authz: s.authz, Logger: logger, Now: cfg.Now})
-	s.identity, err = identity.New(ctx, s.store, s.key, identity.Config{PublicURL: s.publicURL, TokenLifetime: cfg.TokenLifetime, Now: cfg.Now, Logger: logger, Duties: s.duties})
+	// Host-style vault URLs name their own resource in the challenge, so
+	// tokens are issued for it too.
+	audiences := identity.KnownAudiences
+	if a := keyvault.HostAudience(cfg.VaultDomain, s.publicURL); a != "" {
+		audiences = append(slices.Clone(audiences), a)
+	}
+	s.identity, err = identity.New(ctx, s.store, s.key, identity.Config{PublicURL: s.publicURL, TokenLifetime: cfg.TokenLifetime, Now: cfg.Now, Logger: logger, Duties: s.duties, Audiences: audiences})
 	if err != nil {
 		return nil, err
 	}
@@ -181,7 +195,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 	s.arm = arm.New(arm.Config{Store: s.store, Authz: s.authz, Logger: logger, Now: cfg.Now, RegistrationDelay: cfg.RegistrationDelay, Events: s.events, Duties: s.duties})
 	s.vault = keyvault.New(keyvault.Config{
 		Store: s.store, Seal: s.key, Authz: s.authz, Events: s.events,
-		PublicURL: s.publicURL, Audience: identity.AudienceVault, Logger: logger, Now: cfg.Now, Duties: s.duties,
+		PublicURL: s.publicURL, Audience: identity.AudienceVault, VaultDomain: cfg.VaultDomain, Logger: logger, Now: cfg.Now, Duties: s.duties,
 	})
 	s.arm.Register(s.vault.ResourceType())
 	s.policies = policy.New(policy.Config{

@@ -429,6 +429,12 @@ func TestConfigErrors(t *testing.T) {
 		{"cert without key", Config{TLSCertFile: "x.pem"}, "--tls-key"},
 		{"bad public url", Config{PublicURL: "keyhold.example"}, "--public-url"},
 		{"short token lifetime", Config{TokenLifetime: time.Second}, "--token-lifetime"},
+		{"vault domain with a scheme", Config{VaultDomain: "https://vault.example.test"}, "--vault-domain"},
+		{"vault domain with a port", Config{VaultDomain: "vault.example.test:8443"}, "--vault-domain"},
+		{"vault domain wildcard", Config{VaultDomain: "*.vault.example.test"}, "--vault-domain"},
+		{"vault domain of one label", Config{VaultDomain: "vault"}, "--vault-domain"},
+		{"vault domain an IP address", Config{VaultDomain: "10.0.0.1"}, "--vault-domain"},
+		{"public URL below the vault domain", Config{VaultDomain: "vault.example.test", PublicURL: "https://kv.vault.example.test/"}, "--public-url"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -70,6 +71,7 @@ type options struct {
 	logger    *slog.Logger
 	logs      bool
 	transport func(*http.Transport)
+	vaultDom  string
 	timeout   time.Duration
 	retry     policy.RetryOptions
 }
@@ -102,6 +104,13 @@ func WithCapturedLogs() Option { return func(o *options) { o.logs = true } }
 // pooling for benchmarks) after its TLS configuration is set.
 func WithTransport(f func(*http.Transport)) Option { return func(o *options) { o.transport = f } }
 
+// WithVaultDomain runs the server with host-style vault URLs below domain
+// (server.Config.VaultDomain) and makes the client dial the server for
+// every host below it, as a wildcard DNS record would (recipe B of
+// reference/keyvault-api.md §2.4): TLS still verifies the host name against
+// the certificate's *.<domain>.
+func WithVaultDomain(domain string) Option { return func(o *options) { o.vaultDom = domain } }
+
 // WithTimeout sets the HTTP client's timeout; 30 s by default.
 func WithTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
 
@@ -130,6 +139,7 @@ func Start(tb testing.TB, opts ...Option) *Env {
 	if o.clock != nil {
 		cfg.Now = o.clock.Now
 	}
+	cfg.VaultDomain = o.vaultDom
 	for _, f := range o.cfg {
 		f(&cfg)
 	}
@@ -155,6 +165,15 @@ func Start(tb testing.TB, opts ...Option) *Env {
 		tb.Fatal("testenv: the CA file holds no certificate")
 	}
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+	if d := srv.Vault().VaultDomain(); d != "" {
+		addr, dialer := srv.Addr().String(), &net.Dialer{Timeout: 10 * time.Second}
+		tr.DialContext = func(ctx context.Context, network, target string) (net.Conn, error) {
+			if host, _, err := net.SplitHostPort(target); err == nil && strings.HasSuffix(strings.ToLower(host), "."+d) {
+				target = addr
+			}
+			return dialer.DialContext(ctx, network, target)
+		}
+	}
 	if o.transport != nil {
 		o.transport(tr)
 	}
