@@ -36,7 +36,7 @@ func (s *Service) ApplyBYOK(ctx context.Context, c *keyhold.Caller, envID string
 	if err := s.checkNotBusy(ctx, e); err != nil {
 		return nil, err
 	}
-	if _, err := s.rewrap(ctx, e.ID, ref, false, func(e *keyhold.Environment) {
+	if _, err := s.rewrap(ctx, nil, e.ID, ref, false, func(e *keyhold.Environment) {
 		e.KeyManagedBy = keyhold.KeyManagedByCustomer
 		e.EncryptionStatus = keyhold.EncryptionEncrypted
 	}); err != nil {
@@ -59,7 +59,7 @@ func (s *Service) migrate(ctx context.Context, r *run, pol *policy.Policy) error
 		return err
 	}
 	until := s.now().UTC().Add(s.lcfg().NoRevertPeriod)
-	n, err := s.rewrap(ctx, r.op.EnvironmentID, ref, false, func(e *keyhold.Environment) {
+	n, err := s.rewrap(ctx, r, r.op.EnvironmentID, ref, false, func(e *keyhold.Environment) {
 		e.KeyManagedBy = keyhold.KeyManagedByCustomerViaMicrosoft
 		e.PolicyID, e.PolicySystemID, e.LinkStatus = pol.Resource.ID, pol.Properties.SystemID, LinkStatusLinked
 		e.EncryptionStatus = keyhold.EncryptionEncrypted

@@ -2,6 +2,7 @@ package environment
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 
 	"github.com/keyhold/keyhold"
@@ -261,11 +262,16 @@ func (s *Service) prepareLink(ctx context.Context, r *run, p opParams, pol *poli
 
 // commitLink stores g (if not nil), retires the older active generations
 // and links the environment, with the operation's parameters, in one
-// transaction.
+// transaction: a run that lost its lease to another worker commits none of
+// it.
 func (s *Service) commitLink(ctx context.Context, r *run, p opParams, pol *policy.Policy, g *keyhold.RootKeyGeneration) error {
+	var params json.RawMessage
+	if err := setJSON(&params, p); err != nil {
+		return err
+	}
 	var env *keyhold.Environment
 	for range 10 {
-		err := s.cfg.Store.InTx(ctx, func(tx keyhold.Store) error {
+		err := r.saveWith(ctx, func(tx keyhold.Store) error {
 			now := s.now().UTC()
 			if g != nil {
 				olds, err := tx.ListGenerations(ctx, r.op.EnvironmentID)
@@ -296,15 +302,9 @@ func (s *Service) commitLink(ctx context.Context, r *run, p opParams, pol *polic
 				return err
 			}
 			env = e
-			r.mu.Lock()
-			defer r.mu.Unlock()
-			if err := setJSON(&r.op.Params, p); err != nil {
-				return err
-			}
-			r.op.UpdatedAt = now
-			return tx.UpdateOperation(ctx, r.op)
-		})
-		if keyhold.IsConflict(err) {
+			return nil
+		}, func(op *keyhold.Operation) { op.Params = params })
+		if keyhold.IsConflict(err) && !leaseLost(err) {
 			continue // the environment changed meanwhile: read it again
 		}
 		if err != nil {

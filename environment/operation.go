@@ -141,6 +141,13 @@ type opParams struct {
 	Passes int `json:"passes,omitempty"`
 }
 
+// randomHex returns n random bytes in hex.
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
 func newID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
@@ -257,25 +264,45 @@ func (s *Service) History(ctx context.Context, envID string) ([]*keyhold.Operati
 // run is one operation being run by this worker: the operation, guarded so
 // that the lease renewer and the stages can both save it.
 type run struct {
-	s  *Service
-	mu sync.Mutex
-	op *keyhold.Operation
+	s *Service
+	// owner is the lease this run holds (LeaseOperation's owner); every
+	// save is fenced by it.
+	owner string
+	mu    sync.Mutex
+	op    *keyhold.Operation
+	// lost is the refusal of a save because another worker leased the
+	// operation meanwhile; once set, the run writes nothing more.
+	lost error
 }
 
-// save writes the operation with a renewed lease.
+// save writes the operation with a renewed lease. The change reaches the
+// in-memory operation only once saved. It returns EConflict with detail
+// keyhold.DetailOperationLeaseLost once this run's lease has moved.
 func (r *run) save(ctx context.Context, change func(op *keyhold.Operation)) error {
+	return r.saveWith(ctx, nil, change)
+}
+
+// renew sets next's UpdatedAt and, while it runs, extends the lease.
+func (r *run) renew(next *keyhold.Operation) {
+	now := r.s.now().UTC()
+	next.UpdatedAt = now
+	if next.State == keyhold.OpRunning || next.State == keyhold.OpNotStarted {
+		next.LeaseOwner = r.owner
+		next.LeaseUntil = now.Add(r.s.lcfg().LeaseDuration)
+	}
+}
+
+// leaseLost reports whether err is a save refused because another worker
+// holds the operation's lease.
+func leaseLost(err error) bool {
+	return keyhold.IsConflict(err) && keyhold.ErrorDetail(err) == keyhold.DetailOperationLeaseLost
+}
+
+// lostLease returns the refusal that ended this run's lease, or nil.
+func (r *run) lostLease() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if change != nil {
-		change(r.op)
-	}
-	now := r.s.now().UTC()
-	r.op.UpdatedAt = now
-	if r.op.State == keyhold.OpRunning || r.op.State == keyhold.OpNotStarted {
-		r.op.LeaseOwner = r.s.nodeID()
-		r.op.LeaseUntil = now.Add(r.s.lcfg().LeaseDuration)
-	}
-	return r.s.cfg.Store.UpdateOperation(ctx, r.op)
+	return r.lost
 }
 
 // setStage marks stage id state at now.
@@ -306,12 +333,14 @@ func (r *run) setParams(ctx context.Context, p opParams) error {
 	return r.save(ctx, func(op *keyhold.Operation) { _ = setJSON(&op.Params, p) })
 }
 
-func (s *Service) nodeID() string {
-	if s.cfg.NodeID != "" {
-		return s.cfg.NodeID
-	}
-	return "keyhold"
-}
+// nodeID is this process's worker name.
+func (s *Service) nodeID() string { return s.node }
+
+// newLeaseOwner names one lease: the worker's name and a random suffix, so
+// that two workers of this process (or one worker leasing an operation
+// again after a stall) never hold a lease under the same name and one
+// cannot save over the other.
+func (s *Service) newLeaseOwner() string { return s.node + "/" + randomHex(4) }
 
 // RunWorker runs lifecycle operations until ctx ends: it leases one that is
 // due (created here or in another process, or left by a crashed worker),
@@ -319,6 +348,7 @@ func (s *Service) nodeID() string {
 // also follows new key versions (rotate.go). It returns nil when ctx ends.
 func (s *Service) RunWorker(ctx context.Context) error {
 	cfg := s.lcfg()
+	s.log.Info("environment: lifecycle worker started", "worker", s.nodeID(), "workers", cfg.Workers)
 	if cfg.Exclusive {
 		if err := s.reclaimLeases(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("environment: taking back leases of a previous run", "err", err.Error())
@@ -349,9 +379,10 @@ func (s *Service) RunWorker(ctx context.Context) error {
 func (s *Service) reclaimLeases(ctx context.Context) error {
 	now := s.now().UTC()
 	cutoff := now.Add(s.lcfg().LeaseDuration)
+	owner := s.newLeaseOwner()
 	var claimed []*keyhold.Operation
 	for {
-		op, err := s.cfg.Store.LeaseOperation(ctx, s.nodeID(), cutoff, cutoff.Add(time.Second))
+		op, err := s.cfg.Store.LeaseOperation(ctx, owner, cutoff, cutoff.Add(time.Second))
 		if keyhold.IsNotFound(err) {
 			break
 		}
@@ -362,10 +393,11 @@ func (s *Service) reclaimLeases(ctx context.Context) error {
 	}
 	for _, op := range claimed {
 		op.LeaseOwner, op.LeaseUntil = "", now
-		if err := s.cfg.Store.UpdateOperation(ctx, op); err != nil {
+		if err := s.cfg.Store.UpdateOperationLeased(ctx, op, owner); err != nil {
 			return err
 		}
-		s.log.Info("environment: resuming an operation a previous run left", "operation", op.ID, "environment", op.EnvironmentID)
+		s.log.Info("environment: resuming an operation a previous run left", "operation", op.ID, "environment", op.EnvironmentID,
+			"worker", s.nodeID())
 	}
 	return nil
 }
@@ -396,24 +428,27 @@ func (s *Service) workLoop(ctx context.Context) {
 // RunOnce returns only errors of the store.
 func (s *Service) RunOnce(ctx context.Context) (bool, error) {
 	now := s.now().UTC()
-	op, err := s.cfg.Store.LeaseOperation(ctx, s.nodeID(), now, now.Add(s.lcfg().LeaseDuration))
+	owner := s.newLeaseOwner()
+	op, err := s.cfg.Store.LeaseOperation(ctx, owner, now, now.Add(s.lcfg().LeaseDuration))
 	if keyhold.IsNotFound(err) {
 		return false, nil
 	}
 	if err != nil {
 		return false, err
 	}
-	return true, s.execute(ctx, op)
+	return true, s.execute(ctx, op, owner)
 }
 
-// execute runs op through its stages, renewing its lease meanwhile.
-// Operations of other types (recorded by other parts of the package) are
-// left alone.
-func (s *Service) execute(ctx context.Context, op *keyhold.Operation) error {
+// execute runs op, leased to owner, through its stages, renewing its lease
+// meanwhile. Operations of other types (recorded by other parts of the
+// package) are left alone. A save refused because another worker leased
+// the operation meanwhile (this one stalled past its lease) stops the run
+// at once, with the operation left as that worker saves it.
+func (s *Service) execute(ctx context.Context, op *keyhold.Operation, owner string) error {
 	if op.Type != TypeUpdateCMK {
 		return nil
 	}
-	r := &run{s: s, op: op}
+	r := &run{s: s, owner: owner, op: op}
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	renewed := make(chan struct{})
@@ -427,7 +462,12 @@ func (s *Service) execute(ctx context.Context, op *keyhold.Operation) error {
 			case <-rctx.Done():
 				return
 			case <-t.C:
-				if err := r.save(rctx, nil); err != nil && rctx.Err() == nil {
+				err := r.save(rctx, nil)
+				if leaseLost(err) {
+					cancel() // the stages stop at their next store call
+					return
+				}
+				if err != nil && rctx.Err() == nil {
 					s.log.Warn("environment: renew operation lease", "operation", op.ID, "err", err.Error())
 				}
 			}
@@ -436,15 +476,22 @@ func (s *Service) execute(ctx context.Context, op *keyhold.Operation) error {
 	err := s.stages(rctx, r)
 	cancel()
 	<-renewed
+	if lost := r.lostLease(); lost != nil {
+		s.log.Warn("environment: lost the lease of a lifecycle operation to another worker, which continues it; this worker stopped",
+			"operation", op.ID, "environment", op.EnvironmentID, "action", op.Action, "worker", s.nodeID(), "lease", owner,
+			"err", lost.Error())
+		return nil
+	}
 	if ctx.Err() != nil {
 		// The process is stopping: leave the operation Running and its
 		// lease ended, so that the next worker (this server restarted, or
 		// another) resumes it at once.
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		r.op.LeaseOwner, r.op.LeaseUntil = "", s.now().UTC()
-		if err := s.cfg.Store.UpdateOperation(context.WithoutCancel(ctx), r.op); err != nil {
-			s.log.Warn("environment: release operation lease", "operation", op.ID, "err", err.Error())
+		next := *r.op
+		next.LeaseOwner, next.LeaseUntil = "", s.now().UTC()
+		if err := s.cfg.Store.UpdateOperationLeased(context.WithoutCancel(ctx), &next, owner); err != nil && !leaseLost(err) {
+			s.log.Warn("environment: release operation lease", "operation", op.ID, "worker", s.nodeID(), "err", err.Error())
 		}
 		return nil
 	}
@@ -497,16 +544,25 @@ func (s *Service) stages(ctx context.Context, r *run) error {
 }
 
 // failOperation records err as the operation's failure and, for a link,
-// the environment's encryption status Failed with the reason.
+// the environment's encryption status Failed with the reason; unless the
+// lease moved to another worker meanwhile, which then owns the operation's
+// outcome.
 func (s *Service) failOperation(ctx context.Context, r *run, err error) {
 	msg := keyhold.ErrorMessage(err)
-	s.log.Warn("environment: lifecycle operation failed", "operation", r.op.ID, "environment", r.op.EnvironmentID,
-		"action", r.op.Action, "err", err.Error())
-	if serr := r.save(ctx, func(op *keyhold.Operation) {
+	serr := r.save(ctx, func(op *keyhold.Operation) {
 		op.State = keyhold.OpFailed
 		op.Error = msg
 		op.LeaseOwner, op.LeaseUntil = "", time.Time{}
-	}); serr != nil {
+	})
+	if leaseLost(serr) {
+		s.log.Warn("environment: lost the lease of a lifecycle operation to another worker, which continues it; this worker's failure is not recorded",
+			"operation", r.op.ID, "environment", r.op.EnvironmentID, "action", r.op.Action, "worker", s.nodeID(),
+			"lease", r.owner, "err", err.Error())
+		return
+	}
+	s.log.Warn("environment: lifecycle operation failed", "operation", r.op.ID, "environment", r.op.EnvironmentID,
+		"action", r.op.Action, "worker", s.nodeID(), "err", err.Error())
+	if serr != nil {
 		s.log.Error("environment: record failed operation", "operation", r.op.ID, "err", serr.Error())
 	}
 	if r.op.Action == ActionLink {

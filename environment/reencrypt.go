@@ -349,27 +349,38 @@ func (s *Service) resealBatch(ctx context.Context, envID string, gen int64, rows
 // workers would cost more than the cryptography.
 const minRowsPerWorker = 32
 
-// saveWith runs work and saves the operation changed by change in one
-// transaction, renewing the lease as save does. The change reaches the
-// in-memory operation only once committed, so that a failed batch is never
-// recorded as done.
+// saveWith runs work (if not nil) and saves the operation changed by change
+// in one transaction, renewing the lease as save does. The change reaches
+// the in-memory operation only once committed, so that a failed batch is
+// never recorded as done. The save is fenced by the run's lease: once
+// another worker has leased the operation, it is refused (EConflict with
+// detail keyhold.DetailOperationLeaseLost), work rolls back with it, and
+// every later save of this run is refused without a write.
 func (r *run) saveWith(ctx context.Context, work func(tx keyhold.Store) error, change func(op *keyhold.Operation)) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	next := *r.op
-	change(&next)
-	now := r.s.now().UTC()
-	next.UpdatedAt = now
-	if next.State == keyhold.OpRunning || next.State == keyhold.OpNotStarted {
-		next.LeaseOwner = r.s.nodeID()
-		next.LeaseUntil = now.Add(r.s.lcfg().LeaseDuration)
+	if r.lost != nil {
+		return r.lost
 	}
-	err := r.s.cfg.Store.InTx(ctx, func(tx keyhold.Store) error {
-		if err := work(tx); err != nil {
-			return err
-		}
-		return tx.UpdateOperation(ctx, &next)
-	})
+	next := *r.op
+	if change != nil {
+		change(&next)
+	}
+	r.renew(&next)
+	var err error
+	if work == nil {
+		err = r.s.cfg.Store.UpdateOperationLeased(ctx, &next, r.owner)
+	} else {
+		err = r.s.cfg.Store.InTx(ctx, func(tx keyhold.Store) error {
+			if err := work(tx); err != nil {
+				return err
+			}
+			return tx.UpdateOperationLeased(ctx, &next, r.owner)
+		})
+	}
+	if leaseLost(err) {
+		r.lost = err
+	}
 	if err != nil {
 		return err
 	}

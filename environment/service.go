@@ -55,7 +55,9 @@ type Config struct {
 	// GracePeriod is how long an environment keeps serving from cached keys
 	// while its vault is unreachable (not denied); default 10 minutes.
 	GracePeriod time.Duration
-	// NodeID names this process for operation leases.
+	// NodeID names this process's lifecycle workers in operation leases and
+	// log lines; it must differ between processes sharing a store. Empty
+	// makes a random one, "node-" and 8 hex digits.
 	NodeID string
 	Logger *slog.Logger
 	Now    func() time.Time
@@ -70,6 +72,7 @@ type Service struct {
 	log  *slog.Logger
 	now  func() time.Time
 	ring *envelope.Keyring
+	node string // Config.NodeID or the random name New made
 
 	mu     sync.RWMutex
 	locked map[string]string // lower-case environment id -> reason, for the data path
@@ -93,6 +96,12 @@ func New(cfg Config) *Service {
 	}
 	if s.cfg.Profile == "" {
 		s.cfg.Profile = ProfileDefault
+	}
+	// Kept out of cfg, so that a Service made from another's Config (a
+	// test's second process) gets a name of its own.
+	s.node = cfg.NodeID
+	if s.node == "" {
+		s.node = "node-" + randomHex(4)
 	}
 	s.ring = envelope.NewKeyring(cfg.Store, kms.GenerationUnwrapper{Wrapper: cfg.Wrapper})
 	return s

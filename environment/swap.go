@@ -49,7 +49,7 @@ func (s *Service) rewrapStage(ctx context.Context, r *run, id string) error {
 				return err
 			}
 		}
-		n, err := s.rewrap(ctx, r.op.EnvironmentID, ref, r.op.Action == ActionRotate, func(e *keyhold.Environment) {
+		n, err := s.rewrap(ctx, r, r.op.EnvironmentID, ref, r.op.Action == ActionRotate, func(e *keyhold.Environment) {
 			switch r.op.Action {
 			case ActionUnlink:
 				e.KeyManagedBy = keyhold.KeyManagedByMicrosoft
@@ -76,8 +76,10 @@ func (s *Service) rewrapStage(ctx context.Context, r *run, id string) error {
 // environment. With onlyIfNewer it leaves generations already wrapped by the
 // version ref resolves to alone, and the environment too if none changed.
 // It returns how many generations it re-wrapped. The root keys do not
-// change, so the keyring keeps them and records are not touched.
-func (s *Service) rewrap(ctx context.Context, envID string, ref keyhold.WrapRef, onlyIfNewer bool, change func(e *keyhold.Environment)) (int, error) {
+// change, so the keyring keeps them and records are not touched. Within a
+// run (r not nil) the transaction saves the operation too, so that a run
+// that lost its lease to another worker re-wraps nothing.
+func (s *Service) rewrap(ctx context.Context, r *run, envID string, ref keyhold.WrapRef, onlyIfNewer bool, change func(e *keyhold.Environment)) (int, error) {
 	for range 5 {
 		gens, err := s.cfg.Store.ListGenerations(ctx, envID)
 		if err != nil && !keyhold.IsNotFound(err) {
@@ -108,7 +110,11 @@ func (s *Service) rewrap(ctx context.Context, envID string, ref keyhold.WrapRef,
 			return 0, nil
 		}
 		var env *keyhold.Environment
-		err = s.cfg.Store.InTx(ctx, func(tx keyhold.Store) error {
+		inTx := s.cfg.Store.InTx
+		if r != nil {
+			inTx = func(ctx context.Context, work func(tx keyhold.Store) error) error { return r.saveWith(ctx, work, nil) }
+		}
+		err = inTx(ctx, func(tx keyhold.Store) error {
 			// The generations must be as read: a link or a destroy that
 			// ran meanwhile means reading them again.
 			now, err := tx.ListGenerations(ctx, envID)
@@ -137,7 +143,7 @@ func (s *Service) rewrap(ctx context.Context, envID string, ref keyhold.WrapRef,
 			env = e
 			return nil
 		})
-		if keyhold.IsConflict(err) {
+		if keyhold.IsConflict(err) && !leaseLost(err) {
 			continue
 		}
 		if err != nil {
