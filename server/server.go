@@ -313,7 +313,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Server, err
 	}()
 	logger.Info("keyhold is listening", "url", s.publicURL, "addr", s.listener.Addr().String(),
 		"profile", cfg.Profile, "dataDir", cfg.DataDir, "caFile", s.caFile, "bootstrapFile", s.BootstrapFile(),
-		"separationOfDuties", cfg.SeparationOfDuties)
+		"separationOfDuties", cfg.SeparationOfDuties, "vaultDomain", cfg.VaultDomain)
 	if cfg.Profile == ProfilePreview {
 		logger.Info("preview profile: preview features will be enabled as components add them")
 	}

@@ -43,6 +43,9 @@ Environment:
 Examples:
   keyhold serve
   keyhold serve --listen 0.0.0.0:8443 --hostname keyhold.example --public-url https://keyhold.example:8443/
+  keyhold serve --public-url https://keyhold.example:8443/ --vault-domain vault.keyhold.example
+      vault URLs become https://<vault>.vault.keyhold.example:8443/; point a wildcard
+      DNS record *.vault.keyhold.example (or /etc/hosts lines) at the server
   KEYHOLD_DATABASE_URL=postgres://keyhold@db/keyhold keyhold serve --master-key-file /etc/keyhold/master.key
 `
 
@@ -84,6 +87,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&cfg.RegistrationDelay, "registration-delay", 0, "how long provider and feature registrations stay Registering (`DURATION`, such as 10s)")
 	fs.DurationVar(&cfg.TokenLifetime, "token-lifetime", server.DefaultTokenLifetime, "lifetime of access tokens (`DURATION`)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", server.DefaultShutdownTimeout, "how long to wait for requests in flight at shutdown (`DURATION`)")
+	fs.StringVar(&cfg.VaultDomain, "vault-domain", "", "serve host-style vault URLs https://<vault>.`DOMAIN`[:port]/ (as Azure's <vault>.vault.azure.net), so that Azure SDK clients parse key ids and keep challenge resource verification on; *.DOMAIN must resolve to this server and the generated certificate covers it (default: path-style <public URL>/vaults/<vault>/, which keep working)")
 	fs.BoolVar(&cfg.SeparationOfDuties, "separation-of-duties", false, "refuse, in every tenant, any grant that makes one principal both a key vault administrator and a platform administrator (a tenant can also turn it on with 'keyhold duties enforce')")
 	fs.StringVar(&logLevel, "log-level", "info", "`LEVEL` of the JSON log on stderr: debug, info, warn or error")
 	fs.Usage = func() {
@@ -113,6 +117,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg.OnReady = func(s *server.Server) {
 		fmt.Fprintf(stdout, "Keyhold is listening on %s (%s)\n", s.URL(), s.Addr())
 		fmt.Fprintf(stdout, "CA certificate: %s\n", s.CAFile())
+		if d := s.Vault().VaultDomain(); d != "" {
+			fmt.Fprintf(stdout, "Vault URLs:     %s (*.%s must resolve to this server)\n", s.Vault().VaultURI("<vault>"), d)
+		}
 		fmt.Fprintf(stdout, "Bootstrap file: %s\n", s.BootstrapFile())
 		fmt.Fprintf(stdout, "Sign in with:   keyhold login --bootstrap %s\n", s.BootstrapFile())
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -35,7 +36,7 @@ func TestServeHelp(t *testing.T) {
 		t.Fatalf("--help: %v", err)
 	}
 	for _, want := range []string{"Usage: keyhold serve", "-listen", "-data-dir", "-database-url", "-hostname", "-public-url",
-		"-master-key-file", "-tls-cert", "-tls-key", "-profile", "-registration-delay", "-token-lifetime", "-log-level",
+		"-master-key-file", "-tls-cert", "-tls-key", "-profile", "-registration-delay", "-token-lifetime", "-vault-domain", "-log-level",
 		"KEYHOLD_MASTER_KEY", "bootstrap.json"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("help lacks %q", want)
@@ -54,6 +55,7 @@ func TestServeBadCommandLines(t *testing.T) {
 		{[]string{"--profile", "beta", "--data-dir", "DIR"}, "--profile"},
 		{[]string{"--listen", "nonsense", "--data-dir", "DIR"}, "--listen"},
 		{[]string{"--token-lifetime", "soon"}, "token-lifetime"},
+		{[]string{"--vault-domain", "https://vault.example.test", "--data-dir", "DIR"}, "--vault-domain"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -81,7 +83,8 @@ func TestServeRunsAndStops(t *testing.T) {
 	stdout, stderr := &syncBuffer{}, &syncBuffer{}
 	done := make(chan error, 1)
 	go func() {
-		done <- cmdServe(ctx, []string{"--listen", "127.0.0.1:0", "--data-dir", dir, "--hostname", "keyhold.test,10.9.8.7", "--profile", "preview"}, stdout, stderr)
+		done <- cmdServe(ctx, []string{"--listen", "127.0.0.1:0", "--data-dir", dir, "--hostname", "keyhold.test,10.9.8.7", "--profile", "preview",
+			"--vault-domain", "Vault.Keyhold.Test"}, stdout, stderr)
 	}()
 	deadline := time.After(60 * time.Second)
 	for !strings.Contains(stdout.String(), "Bootstrap file:") {
@@ -95,6 +98,9 @@ func TestServeRunsAndStops(t *testing.T) {
 	}
 	if want := filepath.Join(dir, "bootstrap.json"); !strings.Contains(stdout.String(), want) {
 		t.Errorf("stdout does not say where bootstrap.json is: %s", stdout)
+	}
+	if !regexp.MustCompile(`Vault URLs: +https://<vault>\.vault\.keyhold\.test:[0-9]+/ \(\*\.vault\.keyhold\.test must resolve`).MatchString(stdout.String()) {
+		t.Errorf("stdout does not show host-style vault URLs: %s", stdout)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "bootstrap.json")); err != nil {
 		t.Error(err)
