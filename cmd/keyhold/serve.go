@@ -69,7 +69,9 @@ func (h *hostnames) Set(v string) error {
 // server's error if it cannot start or stops on its own.
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// Parse prints nothing: help goes to stdout below, errors come back
+	// as the returned error.
+	fs.SetOutput(io.Discard)
 	var (
 		cfg      server.Config
 		hosts    hostnames

@@ -42,6 +42,9 @@ func TestServeHelp(t *testing.T) {
 			t.Errorf("help lacks %q", want)
 		}
 	}
+	if stderr.Len() != 0 {
+		t.Errorf("--help also wrote to stderr: %s", stderr.String())
+	}
 }
 
 func TestServeBadCommandLines(t *testing.T) {
