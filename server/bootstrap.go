@@ -294,7 +294,9 @@ func (s *Server) setEndpoints(c *BootstrapFileContents) {
 	c.ResourceManagerAudience = identity.AudienceManagement
 	c.BAPEndpoint = base
 	c.BAPAudience = identity.AudiencePlatform
-	c.VaultURLTemplate = base + "vaults/{name}"
+	// Host-style under --vault-domain, path-style otherwise: what vaultUri
+	// says, without its trailing slash.
+	c.VaultURLTemplate = strings.TrimSuffix(s.vault.VaultURI("{name}"), "/")
 	c.VaultAudience = identity.AudienceVault
 	c.GraphEndpoint = base
 	c.GraphAudience = identity.AudienceGraph

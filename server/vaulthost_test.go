@@ -33,6 +33,9 @@ func TestVaultHostRouting(t *testing.T) {
 	// The token endpoint grants the host-style resource, as azkeys asks
 	// for it after the challenge.
 	bf, _ := readBootstrapFile(t, s.BootstrapFile())
+	if want := "https://{name}.vault.keyhold.test:" + port; bf.VaultURLTemplate != want {
+		t.Errorf("bootstrap.json vault_url_template = %s, want %s", bf.VaultURLTemplate, want)
+	}
 	c := client(t, bf.CACertFile)
 	hostTok := token(t, c, s.URL(), bf.TenantID, url.Values{"grant_type": {"client_credentials"}, "client_id": {bf.ClientID},
 		"client_secret": {bf.ClientSecret}, "scope": {hostAud + "/.default"}})
