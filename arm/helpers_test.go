@@ -1,13 +1,11 @@
 package arm
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,8 +14,8 @@ import (
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/armid"
 	"github.com/keyhold/keyhold/httpapi"
+	"github.com/keyhold/keyhold/internal/unitenv"
 	"github.com/keyhold/keyhold/rbac"
-	"github.com/keyhold/keyhold/sqlite"
 )
 
 const (
@@ -36,24 +34,11 @@ const (
 	api = "2021-04-01"
 )
 
-// clock is a settable time source.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 type env struct {
 	t      *testing.T
 	store  keyhold.Store
 	srv    *Server
-	clock  *clock
+	clock  *unitenv.Clock
 	h      http.Handler
 	infos  []*httpapi.Info
 	infoMu sync.Mutex
@@ -65,46 +50,30 @@ func newEnv(t *testing.T) *env { t.Helper(); return newEnvDelay(t, 30*time.Secon
 // delay.
 func newEnvDelay(t *testing.T, delay time.Duration) *env {
 	t.Helper()
-	ctx := context.Background()
-	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "k.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store := unitenv.SQLite(t, "k.db")
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(store.CreateTenant(ctx, &keyhold.Tenant{ID: tenantA, DisplayName: "Contoso", DefaultDomain: "contoso.keyhold", CreatedAt: now}))
-	must(store.CreateTenant(ctx, &keyhold.Tenant{ID: tenantB, DisplayName: "Fabrikam", DefaultDomain: "fabrikam.keyhold", CreatedAt: now}))
-	for _, p := range []*keyhold.Principal{
-		{ID: ownerID, TenantID: tenantA, Type: keyhold.PrincipalUser, DisplayName: "Owner", UserPrincipalName: "owner@contoso.keyhold"},
-		{ID: readerID, TenantID: tenantA, Type: keyhold.PrincipalUser, DisplayName: "Reader", UserPrincipalName: "reader@contoso.keyhold"},
-		{ID: appID, TenantID: tenantA, Type: keyhold.PrincipalServicePrincipal, DisplayName: "app", AppID: "11111111-2222-3333-4444-555555555555"},
-		{ID: nobodyID, TenantID: tenantA, Type: keyhold.PrincipalUser, DisplayName: "Nobody", UserPrincipalName: "nobody@contoso.keyhold"},
-		{ID: groupID, TenantID: tenantA, Type: keyhold.PrincipalGroup, DisplayName: "Vault admins"},
-		{ID: strangerID, TenantID: tenantB, Type: keyhold.PrincipalUser, DisplayName: "Stranger", UserPrincipalName: "owner@fabrikam.keyhold"},
-	} {
-		p.CreatedAt = now
-		must(store.CreatePrincipal(ctx, p))
-	}
-	must(store.AddGroupMember(ctx, groupID, nobodyID))
-	must(store.CreateSubscription(ctx, &keyhold.Subscription{ID: subA, TenantID: tenantA, DisplayName: "Contoso production", State: "Enabled", CreatedAt: now}))
-	must(store.CreateSubscription(ctx, &keyhold.Subscription{ID: subB, TenantID: tenantB, DisplayName: "Fabrikam", State: "Enabled", CreatedAt: now}))
-	owner, _ := rbac.RoleByName(rbac.RoleOwner)
-	must(store.CreateRoleAssignment(ctx, &keyhold.RoleAssignment{Name: "0a000000-0000-0000-0000-000000000001", TenantID: tenantA, Scope: "/subscriptions/" + subA,
-		RoleDefinitionID: owner.ID, PrincipalID: ownerID, PrincipalType: keyhold.PrincipalUser, CreatedAt: now, UpdatedAt: now}))
-	must(store.CreateRoleAssignment(ctx, &keyhold.RoleAssignment{Name: "0b000000-0000-0000-0000-000000000001", TenantID: tenantB, Scope: "/subscriptions/" + subB,
-		RoleDefinitionID: owner.ID, PrincipalID: strangerID, PrincipalType: keyhold.PrincipalUser, CreatedAt: now, UpdatedAt: now}))
+	seed := unitenv.Seeder{TB: t, Store: store, Now: now}
+	seed.Tenant(tenantA, "Contoso", "contoso.keyhold")
+	seed.Tenant(tenantB, "Fabrikam", "fabrikam.keyhold")
+	seed.Principals(
+		unitenv.User(ownerID, tenantA, "Owner", "owner@contoso.keyhold"),
+		unitenv.User(readerID, tenantA, "Reader", "reader@contoso.keyhold"),
+		&keyhold.Principal{ID: appID, TenantID: tenantA, Type: keyhold.PrincipalServicePrincipal, DisplayName: "app", AppID: "11111111-2222-3333-4444-555555555555"},
+		unitenv.User(nobodyID, tenantA, "Nobody", "nobody@contoso.keyhold"),
+		&keyhold.Principal{ID: groupID, TenantID: tenantA, Type: keyhold.PrincipalGroup, DisplayName: "Vault admins"},
+		unitenv.User(strangerID, tenantB, "Stranger", "owner@fabrikam.keyhold"),
+	)
+	seed.Must(store.AddGroupMember(context.Background(), groupID, nobodyID))
+	seed.Subscription(subA, tenantA, "Contoso production")
+	seed.Subscription(subB, tenantB, "Fabrikam")
+	seed.Assign("0a000000-0000-0000-0000-000000000001", tenantA, "/subscriptions/"+subA, rbac.RoleOwner, ownerID)
+	seed.Assign("0b000000-0000-0000-0000-000000000001", tenantB, "/subscriptions/"+subB, rbac.RoleOwner, strangerID)
 
-	e := &env{t: t, store: store, clock: &clock{t: now}}
+	e := &env{t: t, store: store, clock: unitenv.NewClock(now)}
 	e.srv = New(Config{Store: store, Now: e.clock.Now, RegistrationDelay: delay})
 	e.srv.Register(widgets{})
 	e.srv.Register(parts{})
-	e.h = e.middleware(e.srv.Handler(), func(r *http.Request) string { return r.Header.Get("X-Test-Principal") })
+	e.h = e.middleware(e.srv.Handler(), unitenv.Header("X-Test-Principal"))
 	return e
 }
 
@@ -112,22 +81,11 @@ func newEnvDelay(t *testing.T, delay time.Duration) *env {
 // principal id that principalOf reads from the request into a Caller, and
 // keeps the audit annotation for the test to inspect.
 func (e *env) middleware(next http.Handler, principalOf func(*http.Request) string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, info := httpapi.WithInfo(r.Context())
+	return unitenv.Auth{Store: e.store, PrincipalOf: principalOf, OnInfo: func(info *httpapi.Info) {
 		e.infoMu.Lock()
 		e.infos = append(e.infos, info)
 		e.infoMu.Unlock()
-		if id := principalOf(r); id != "" {
-			p, err := e.store.GetPrincipal(ctx, id)
-			if err != nil {
-				http.Error(w, "unknown test principal", http.StatusUnauthorized)
-				return
-			}
-			groups, _ := e.store.ListMemberships(ctx, id)
-			ctx = keyhold.WithCaller(ctx, &keyhold.Caller{Principal: p, TenantID: p.TenantID, GroupIDs: groups})
-		}
-		next.ServeHTTP(w, r.WithContext(ctx))
-	})
+	}}.Handler(next)
 }
 
 func (e *env) lastInfo() httpapi.Info {
@@ -136,34 +94,13 @@ func (e *env) lastInfo() httpapi.Info {
 	return *e.infos[len(e.infos)-1]
 }
 
-type response struct {
-	Status int
-	Header http.Header
-	Body   []byte
-}
+type response struct{ unitenv.Response }
 
-func (r response) json(t *testing.T) map[string]any {
-	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal(r.Body, &m); err != nil {
-		t.Fatalf("response body %q: %v", r.Body, err)
-	}
-	return m
-}
+func (r response) json(t *testing.T) map[string]any { t.Helper(); return r.JSON(t) }
 
-func (r response) code(t *testing.T) string {
-	t.Helper()
-	e, _ := r.json(t)["error"].(map[string]any)
-	c, _ := e["code"].(string)
-	return c
-}
+func (r response) code(t *testing.T) string { t.Helper(); c, _ := r.AzureError(t); return c }
 
-func (r response) message(t *testing.T) string {
-	t.Helper()
-	e, _ := r.json(t)["error"].(map[string]any)
-	c, _ := e["message"].(string)
-	return c
-}
+func (r response) message(t *testing.T) string { t.Helper(); _, m := r.AzureError(t); return m }
 
 // do sends a request as principal; path may carry its own query, else
 // api-version=api is added.
@@ -172,25 +109,11 @@ func (e *env) do(principal, method, path string, body any) response {
 	if !strings.Contains(path, "?") {
 		path += "?api-version=" + api
 	}
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	default:
-		j, err := json.Marshal(b)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		rd = bytes.NewReader(j)
-	}
-	req := httptest.NewRequest(method, path, rd)
+	req := httptest.NewRequest(method, path, unitenv.Body(e.t, body))
 	if principal != "" {
 		req.Header.Set("X-Test-Principal", principal)
 	}
-	rec := httptest.NewRecorder()
-	e.h.ServeHTTP(rec, req)
-	return response{Status: rec.Code, Header: rec.Header(), Body: rec.Body.Bytes()}
+	return response{unitenv.Serve(e.h, req)}
 }
 
 // widgets is a tiny resource type for the tests: Keyhold.Test/widgets, with
