@@ -147,7 +147,11 @@ type AuditFilter struct {
 	Since       time.Time
 	Until       time.Time
 	AfterSeq    int64 // records with Seq > AfterSeq
+	BeforeSeq   int64 // records with Seq < BeforeSeq, when not 0
 	Limit       int   // 0 means no limit
+	// Newest lists the newest records first (descending Seq), for a page
+	// of the latest; the default is the log's order.
+	Newest bool
 }
 
 // LeaseStore grants named leases, each held by one owner at a time across

@@ -27,7 +27,7 @@ func (a *Admin) auditPage(w http.ResponseWriter, r *http.Request, s *session) {
 	f := auditForm{Principal: strings.TrimSpace(q.Get("principal")), Scope: strings.TrimSpace(q.Get("scope")),
 		Since: strings.TrimSpace(q.Get("since")), Until: strings.TrimSpace(q.Get("until"))}
 	v := auditView{Form: f, Errors: map[string]string{}}
-	aq := client.AuditQuery{Principal: f.Principal, Scope: f.Scope, Top: 200}
+	aq := client.AuditQuery{Principal: f.Principal, Scope: f.Scope, Top: 200, Newest: true}
 	if f.Principal != "" && !guidRE.MatchString(f.Principal) {
 		v.Errors["principal"] = "Enter a principal's object id (a GUID)."
 	}
@@ -57,10 +57,7 @@ func (a *Admin) auditPage(w http.ResponseWriter, r *http.Request, s *session) {
 		a.fail(w, r, s, err)
 		return
 	}
-	// Newest first reads best on a page.
-	for i, j := 0, len(recs)-1; i < j; i, j = i+1, j-1 {
-		recs[i], recs[j] = recs[j], recs[i]
-	}
+	// The latest 200, newest first: what reads best on a page.
 	v.Records = recs
 	a.render(w, r, s, http.StatusOK, "audit", v)
 }

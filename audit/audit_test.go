@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -51,14 +52,19 @@ func (s *memStore) ListAudit(_ context.Context, f keyhold.AuditFilter) ([]*keyho
 	defer s.mu.Unlock()
 	s.lists++
 	var out []*keyhold.AuditRecord
-	for _, r := range s.recs {
+	recs := slices.Clone(s.recs)
+	if f.Newest {
+		slices.Reverse(recs)
+	}
+	for _, r := range recs {
 		switch {
 		case f.TenantID != "" && r.TenantID != f.TenantID,
 			f.PrincipalID != "" && r.PrincipalID != f.PrincipalID,
 			f.ScopePrefix != "" && !(strings.EqualFold(r.Scope, f.ScopePrefix) || strings.HasPrefix(strings.ToLower(r.Scope), strings.ToLower(f.ScopePrefix)+"/")),
 			!f.Since.IsZero() && r.Time.Before(f.Since),
 			!f.Until.IsZero() && r.Time.After(f.Until),
-			r.Seq <= f.AfterSeq:
+			r.Seq <= f.AfterSeq,
+			f.BeforeSeq > 0 && r.Seq >= f.BeforeSeq:
 			continue
 		}
 		c := *r
@@ -361,6 +367,10 @@ func TestHandlerList(t *testing.T) {
 		{"huge top", callerOf(admin), "?top=100000", 400, "InvalidParameter", nil, false},
 		{"bad after", callerOf(admin), "?after=-1", 400, "InvalidParameter", nil, false},
 		{"relative scope", callerOf(admin), "?scope=subscriptions", 400, "InvalidParameter", nil, false},
+		{"admin newest first", callerOf(admin), "?order=newest&top=4", 200, "", []float64{9, 8, 7, 6}, true},
+		{"admin newest before", callerOf(admin), "?order=newest&before=4", 200, "", []float64{3, 2, 1}, false},
+		{"bad order", callerOf(admin), "?order=random", 400, "InvalidParameter", nil, false},
+		{"bad before", callerOf(admin), "?order=newest&before=x", 400, "InvalidParameter", nil, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -403,6 +413,19 @@ func TestHandlerList(t *testing.T) {
 	}
 	if want := []float64{1, 2, 3, 4, 5, 6, 7, 8, 9}; !equal(all, want) {
 		t.Errorf("paged seqs = %v, want %v", all, want)
+	}
+	// Newest first, the nextLinks go back in time.
+	all = nil
+	link = ListPath + "?order=newest&top=4"
+	for i := 0; link != "" && i < 10; i++ {
+		_, body := get(t, h, callerOf(admin), strings.TrimPrefix(link, "https://keyhold.test"))
+		for _, v := range body["value"].([]any) {
+			all = append(all, v.(map[string]any)["seq"].(float64))
+		}
+		link, _ = body["nextLink"].(string)
+	}
+	if want := []float64{9, 8, 7, 6, 5, 4, 3, 2, 1}; !equal(all, want) {
+		t.Errorf("paged seqs newest first = %v, want %v", all, want)
 	}
 }
 

@@ -30,7 +30,8 @@ const (
 //
 // The list takes the filters principalId (or principal), scope (the scope and
 // everything below it), since and until (RFC 3339), after (a sequence number)
-// and top, and answers {"value":[records],"nextLink":"..."}. A Global
+// and top, or order=newest with before (a sequence number) for the latest
+// records first, and answers {"value":[records],"nextLink":"..."}. A Global
 // Administrator sees every record of their tenant; anyone else must name a
 // scope and hold Microsoft.Insights/eventtypes/values/read at it, and sees
 // the records of their tenant below it. Bad filters are 400, a missing caller
@@ -106,7 +107,7 @@ func (l *Log) serveList(w http.ResponseWriter, r *http.Request) error {
 	}
 	if len(recs) > top {
 		resp.Value = recs[:top]
-		resp.NextLink = l.nextLink(r, recs[top-1].Seq)
+		resp.NextLink = l.nextLink(r, f.Newest, recs[top-1].Seq)
 	}
 	httpapi.WriteJSON(w, http.StatusOK, resp)
 	return nil
@@ -246,12 +247,24 @@ func parseFilter(q url.Values) (keyhold.AuditFilter, error) {
 	if !f.Since.IsZero() && !f.Until.IsZero() && f.Until.Before(f.Since) {
 		return f, bad("until", "must not be before 'since'")
 	}
-	if v := q.Get("after"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			return f, bad("after", "must be a sequence number (an integer of 0 or more)")
+	for _, p := range []struct {
+		name string
+		dst  *int64
+	}{{"after", &f.AfterSeq}, {"before", &f.BeforeSeq}} {
+		if v := q.Get(p.name); v != "" {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 0 {
+				return f, bad(p.name, "must be a sequence number (an integer of 0 or more)")
+			}
+			*p.dst = n
 		}
-		f.AfterSeq = n
+	}
+	switch q.Get("order") {
+	case "", "oldest":
+	case "newest":
+		f.Newest = true
+	default:
+		return f, bad("order", "must be oldest (the default) or newest")
 	}
 	f.Limit = DefaultTop
 	top := q.Get("top")
@@ -268,10 +281,15 @@ func parseFilter(q url.Values) (keyhold.AuditFilter, error) {
 	return f, nil
 }
 
-// nextLink is the request's URL with after set past the last record shown.
-func (l *Log) nextLink(r *http.Request, lastSeq int64) string {
+// nextLink is the request's URL with after (before, newest first) set past
+// the last record shown.
+func (l *Log) nextLink(r *http.Request, newest bool, lastSeq int64) string {
 	q := r.URL.Query()
-	q.Set("after", strconv.FormatInt(lastSeq, 10))
+	if newest {
+		q.Set("before", strconv.FormatInt(lastSeq, 10))
+	} else {
+		q.Set("after", strconv.FormatInt(lastSeq, 10))
+	}
 	base := l.baseURL
 	if base == "" {
 		scheme := "https"

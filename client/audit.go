@@ -17,6 +17,8 @@ type AuditQuery struct {
 	Since     time.Time
 	Until     time.Time
 	Top       int // at most this many records; 0 means all
+	// Newest lists the latest records first.
+	Newest bool
 }
 
 // path returns the audit list path for q.
@@ -37,6 +39,9 @@ func (q AuditQuery) path() string {
 	if q.Top > 0 {
 		v.Set("top", strconv.Itoa(q.Top))
 	}
+	if q.Newest {
+		v.Set("order", "newest")
+	}
 	p := "keyhold/v1/audit"
 	if len(v) > 0 {
 		p += "?" + v.Encode()
@@ -48,7 +53,7 @@ func (q AuditQuery) path() string {
 const maxAuditPage = 1000
 
 // ListAudit returns the audit records of the caller's tenant that q
-// selects, in ascending order, following nextLink until q.Top records (or
+// selects, in ascending order (descending with q.Newest), following nextLink until q.Top records (or
 // all) have come.
 func (c *Client) ListAudit(ctx context.Context, q AuditQuery) ([]*keyhold.AuditRecord, error) {
 	page := q

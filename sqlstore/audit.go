@@ -89,8 +89,15 @@ func (s *Store) ListAudit(ctx context.Context, f keyhold.AuditFilter) ([]*keyhol
 	if f.AfterSeq > 0 {
 		w.add("seq > ?", f.AfterSeq)
 	}
+	if f.BeforeSeq > 0 {
+		w.add("seq < ?", f.BeforeSeq)
+	}
+	order := ` ORDER BY seq`
+	if f.Newest {
+		order = ` ORDER BY seq DESC`
+	}
 	q := `SELECT seq, time, tenant_id, principal_id, principal_name, action, method, scope, status, result, detail,
-		request_id, client_ip, prev_hash, hash FROM audit_log` + w.String() + ` ORDER BY seq`
+		request_id, client_ip, prev_hash, hash FROM audit_log` + w.String() + order
 	args := w.args
 	if f.Limit > 0 {
 		q += ` LIMIT ?`

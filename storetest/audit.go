@@ -48,6 +48,13 @@ func testAuditChain(t *testing.T, s keyhold.Store) {
 	if len(page1)+len(page2) != 5 {
 		t.Errorf("pages hold %d+%d records, want 5", len(page1), len(page2))
 	}
+	// Newest first, in pages: the latest two, then the rest before them.
+	latest, err := s.ListAudit(ctx, keyhold.AuditFilter{Newest: true, Limit: 2})
+	must(t, err)
+	same(t, "ListAudit(newest, 2)", latest, []*keyhold.AuditRecord{want[4], want[3]})
+	older, err := s.ListAudit(ctx, keyhold.AuditFilter{Newest: true, BeforeSeq: latest[1].Seq})
+	must(t, err)
+	same(t, "ListAudit(newest, before)", older, []*keyhold.AuditRecord{want[2], want[1], want[0]})
 
 	wantCode(t, "AppendAudit(time out of range)",
 		s.AppendAudit(ctx, &keyhold.AuditRecord{Time: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}), keyhold.EInvalid)
