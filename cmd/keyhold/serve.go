@@ -122,6 +122,12 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if d := s.Vault().VaultDomain(); d != "" {
 			fmt.Fprintf(stdout, "Vault URLs:     %s (*.%s must resolve to this server)\n", s.Vault().VaultURI("<vault>"), d)
 		}
+		if _, err := os.Stat(s.BootstrapFile()); err != nil {
+			// Another server of a shared database bootstrapped it, or the
+			// file was removed: its secrets were shown once, elsewhere.
+			fmt.Fprintf(stdout, "Bootstrap file: none in this data directory (the server that bootstrapped the database holds it)\n")
+			return
+		}
 		fmt.Fprintf(stdout, "Bootstrap file: %s\n", s.BootstrapFile())
 		fmt.Fprintf(stdout, "Sign in with:   keyhold login --bootstrap %s\n", s.BootstrapFile())
 	}
