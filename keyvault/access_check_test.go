@@ -168,7 +168,7 @@ func TestCheckKeyAccess(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newUnitEnv(t)
 			ctx := context.Background()
-			e.clock.t = start
+			e.clock.Set(start)
 			// The vault starts open to its owner so that the key can be
 			// made and changed; it gets the case's properties afterwards.
 			if tt.vault != nil {

@@ -1,24 +1,20 @@
 package keyvault_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/events"
+	"github.com/keyhold/keyhold/internal/unitenv"
 	"github.com/keyhold/keyhold/keyvault"
 	"github.com/keyhold/keyhold/rbac"
 	"github.com/keyhold/keyhold/seal"
-	"github.com/keyhold/keyhold/sqlite"
 )
 
 // Unit harness: the data plane's Handler over a real SQLite store, called
@@ -33,47 +29,25 @@ const (
 	testHost   = "kv.test:8443"
 )
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 type unitEnv struct {
 	t     testing.TB
 	store keyhold.Store
 	svc   *keyvault.Service
 	// cfg is svc's configuration, for a second service on the same store.
 	cfg   keyvault.Config
-	clock *clock
+	clock *unitenv.Clock
 	bus   *events.Bus
 	sub   *events.Subscription
 }
 
 func newUnitEnv(t testing.TB) *unitEnv {
 	t.Helper()
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "kv.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := unitenv.SQLite(t, "kv.db")
 	key, err := seal.NewKey(seal.GenerateMasterKey())
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clk := unitenv.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	bus := events.New(nil)
 	e := &unitEnv{t: t, store: st, clock: clk, bus: bus, sub: bus.Subscribe(nil)}
 	t.Cleanup(e.sub.Close)
@@ -131,11 +105,7 @@ type resp struct {
 
 func (r resp) json(t testing.TB) map[string]any {
 	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal(r.body, &m); err != nil {
-		t.Fatalf("body %q is not a JSON object: %v", r.body, err)
-	}
-	return m
+	return unitenv.Response{Status: r.status, Body: r.body}.JSON(t)
 }
 
 // errorCodes returns error.code and error.innererror.code of an error body.
@@ -171,31 +141,16 @@ func (e *unitEnv) call(c *keyhold.Caller, method, path string, body any) resp {
 // be used inside the target.
 func (e *unitEnv) callT(t testing.TB, c *keyhold.Caller, method, path string, body any) resp {
 	t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	case []byte:
-		rd = bytes.NewReader(b)
-	default:
-		raw, err := json.Marshal(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rd = bytes.NewReader(raw)
-	}
 	if !strings.Contains(path, "?") {
 		path += "?api-version=7.6"
 	}
-	r := httptest.NewRequest(method, "https://"+testHost+path, rd)
+	r := httptest.NewRequest(method, "https://"+testHost+path, unitenv.Body(t, body))
 	r.RemoteAddr = "192.0.2.10:5555"
 	if c != nil {
 		r = r.WithContext(keyhold.WithCaller(r.Context(), c))
 	}
-	w := httptest.NewRecorder()
-	e.svc.Handler().ServeHTTP(w, r)
-	return resp{status: w.Code, header: w.Header(), body: w.Body.Bytes()}
+	w := unitenv.Serve(e.svc.Handler(), r)
+	return resp{status: w.Status, header: w.Header, body: w.Body}
 }
 
 // must fails the test unless r has status want.
@@ -208,17 +163,4 @@ func must(t testing.TB, r resp, want int) resp {
 }
 
 // drain returns the events published so far.
-func (e *unitEnv) drain() []events.Event {
-	var out []events.Event
-	for {
-		select {
-		case ev, ok := <-e.sub.C():
-			if !ok {
-				return out
-			}
-			out = append(out, ev)
-		default:
-			return out
-		}
-	}
-}
+func (e *unitEnv) drain() []events.Event { return unitenv.Drain(e.sub) }

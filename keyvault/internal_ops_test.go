@@ -99,7 +99,7 @@ func TestInternalOps(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newUnitEnv(t)
 			ctx := context.Background()
-			e.clock.t = start
+			e.clock.Set(start)
 			putVault(t, e.store, "kv-io", testTenant, nil)
 			body := tt.createKey
 			if body == "" {
@@ -216,7 +216,7 @@ func ownerWrap(t *testing.T, e *unitEnv, version string) []byte {
 func TestInternalOpsInterop(t *testing.T) {
 	e := newUnitEnv(t)
 	ctx := context.Background()
-	e.clock.t = start
+	e.clock.Set(start)
 	putVault(t, e.store, "kv-io", testTenant, grant("wrapKey", "unwrapKey"))
 	b := must(t, e.call(caller(ownerOID), "POST", "/vaults/kv-io/keys/cmk/create", `{"kty":"RSA","key_size":3072}`), 200).json(t)
 	kid := b["key"].(map[string]any)["kid"].(string)
