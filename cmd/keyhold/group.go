@@ -66,7 +66,7 @@ func groupTable(gs []client.ResourceGroup) table {
 func groupCreate() *command {
 	var name, location string
 	tags := tagFlag{}
-	return &command{
+	return byNameInSub(&command{
 		name:     "create",
 		summary:  "create or update a resource group",
 		args:     "--name NAME --location LOCATION [--tag KEY=VALUE]... [flags]",
@@ -76,25 +76,11 @@ func groupCreate() *command {
 			fs.StringVar(&location, "location", "", "the Azure `LOCATION`, such as westus")
 			fs.Var(tags, "tag", "a `KEY=VALUE` tag; repeat for more")
 		},
-		run: func(ctx context.Context, a *app, args []string) error {
-			name, err := nameArg(name, args, "--name")
-			if err != nil {
-				return err
-			}
-			if location == "" {
-				return usagef("--location is required")
-			}
-			c, sub, err := a.connectSub()
-			if err != nil {
-				return err
-			}
-			g, err := c.CreateResourceGroup(ctx, sub, name, location, tags)
-			if err != nil {
-				return err
-			}
-			return a.print(g, func() table { return groupTable([]client.ResourceGroup{*g}) })
-		},
-	}
+	}, &name, "--name", func(*app, string) error {
+		return required(location, "--location")
+	}, func(ctx context.Context, a *app, c *client.Client, sub, name string) error {
+		return printWith(a, one(groupTable))(c.CreateResourceGroup(ctx, sub, name, location, tags))
+	})
 }
 
 func groupList() *command {
@@ -104,34 +90,21 @@ func groupList() *command {
 
 func groupShow() *command {
 	var name string
-	return &command{
+	return byNameInSub(&command{
 		name:     "show",
 		summary:  "show a resource group",
 		args:     "--name NAME [flags]",
 		examples: []string{"keyhold group show --name rg-contoso"},
 		flags:    func(fs *flag.FlagSet) { fs.StringVar(&name, "name", "", "resource group `NAME`") },
-		run: func(ctx context.Context, a *app, args []string) error {
-			name, err := nameArg(name, args, "--name")
-			if err != nil {
-				return err
-			}
-			c, sub, err := a.connectSub()
-			if err != nil {
-				return err
-			}
-			g, err := c.GetResourceGroup(ctx, sub, name)
-			if err != nil {
-				return err
-			}
-			return a.print(g, func() table { return groupTable([]client.ResourceGroup{*g}) })
-		},
-	}
+	}, &name, "--name", nil, func(ctx context.Context, a *app, c *client.Client, sub, name string) error {
+		return printWith(a, one(groupTable))(c.GetResourceGroup(ctx, sub, name))
+	})
 }
 
 func groupDelete() *command {
 	var name string
 	var yes bool
-	return &command{
+	return byNameInSub(&command{
 		name:    "delete",
 		summary: "delete a resource group and everything in it, and wait until it is gone",
 		args:    "--name NAME [--yes] [flags]",
@@ -142,29 +115,17 @@ func groupDelete() *command {
 		},
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&name, "name", "", "resource group `NAME`")
-			fs.BoolVar(&yes, "yes", false, "do not ask for confirmation")
+			yesFlag(fs, &yes)
 		},
-		run: func(ctx context.Context, a *app, args []string) error {
-			name, err := nameArg(name, args, "--name")
-			if err != nil {
-				return err
-			}
-			if err := a.mayDestroy(yes, "group delete", fmt.Sprintf("Delete resource group %s and all its resources?", name),
-				fmt.Sprintf("resource group %s was not deleted", name)); err != nil {
-				return err
-			}
-			c, sub, err := a.connectSub()
-			if err != nil {
-				return err
-			}
+	}, &name, "--name", confirmName(&yes, "group delete", "Delete resource group %s and all its resources?", "resource group %s was not deleted"),
+		func(ctx context.Context, a *app, c *client.Client, sub, name string) error {
 			p := a.progress("deleting resource group " + name)
-			err = c.DeleteResourceGroup(ctx, sub, name, p.tick)
+			err := c.DeleteResourceGroup(ctx, sub, name, p.tick)
 			p.done()
 			if err != nil {
 				return err
 			}
 			a.say("Deleted resource group %s.", name)
 			return nil
-		},
-	}
+		})
 }

@@ -99,6 +99,15 @@ func tenantOf(ctx context.Context, c *client.Client, s settings, sub string) (st
 	return "", errors.New("cannot tell the tenant of this login: use --tenant or KEYHOLD_TENANT")
 }
 
+// subAndTenant returns the profile's subscription and tenantOf it.
+func subAndTenant(ctx context.Context, c *client.Client, s settings) (sub, tenant string, err error) {
+	if sub, err = s.sub(); err != nil {
+		return "", "", err
+	}
+	tenant, err = tenantOf(ctx, c, s, sub)
+	return sub, tenant, err
+}
+
 // findVault returns the vault name, in group if given, else wherever it is
 // in the subscription.
 func findVault(ctx context.Context, c *client.Client, sub, group, name string) (*client.Vault, error) {
@@ -115,13 +124,20 @@ func findVault(ctx context.Context, c *client.Client, sub, group, name string) (
 	return v, err
 }
 
+// vaultFlags registers --name and --resource-group for a vault that is
+// searched for in the subscription when no group is given.
+func vaultFlags(fs *flag.FlagSet, name, group *string) {
+	fs.StringVar(name, "name", "", "vault `NAME`")
+	fs.StringVar(group, "resource-group", "", "resource `GROUP`; searched for if not given")
+}
+
 func vaultCreate() *command {
 	var name, group, location, sku, publicAccess, bypass, defaultAction string
 	var retention int
 	var rbac, noSelf bool
 	var ipRules listFlag
 	tags := tagFlag{}
-	return &command{
+	return byName(&command{
 		name:    "create",
 		summary: "create a vault with soft delete and purge protection",
 		args:    "--name NAME --resource-group GROUP --location LOCATION [flags]",
@@ -151,100 +167,73 @@ func vaultCreate() *command {
 			fs.Var(&ipRules, "ip-rule", "an `ADDRESS` or CIDR range the firewall lets through; repeat for more")
 			fs.Var(tags, "tag", "a `KEY=VALUE` tag; repeat for more")
 		},
-		run: func(ctx context.Context, a *app, args []string) error {
-			name, err := nameArg(name, args, "--name")
+	}, &name, "--name", func(*app, string) error {
+		if group == "" || location == "" {
+			return usagef("--resource-group and --location are required")
+		}
+		if retention != 0 && (retention < 7 || retention > 90) {
+			return usagef("--retention-days must be between 7 and 90")
+		}
+		return nil
+	}, func(ctx context.Context, a *app, c *client.Client, s settings, name string) error {
+		sub, tenant, err := subAndTenant(ctx, c, s)
+		if err != nil {
+			return err
+		}
+		v := client.Vault{Location: location, Tags: tags, Properties: client.VaultProperties{
+			TenantID:                tenant,
+			SKU:                     client.VaultSKU{Family: "A", Name: sku},
+			EnablePurgeProtection:   pointer(true),
+			EnableRbacAuthorization: pointer(rbac),
+			PublicNetworkAccess:     publicAccess,
+		}}
+		if retention != 0 {
+			v.Properties.SoftDeleteRetentionInDays = pointer(retention)
+		}
+		if !rbac && !noSelf {
+			me, err := c.SignedInObjectID(ctx)
 			if err != nil {
-				return err
+				return fmt.Errorf("cannot tell who is signed in to give you access to the vault's keys (use --no-self-access to skip): %w", err)
 			}
-			if group == "" || location == "" {
-				return usagef("--resource-group and --location are required")
+			v.Properties.AccessPolicies = []client.VaultAccessPolicy{{TenantID: tenant, ObjectID: me,
+				Permissions: client.VaultPermissions{Keys: []string{"all"}}}}
+		}
+		if bypass != "" || defaultAction != "" || len(ipRules) > 0 {
+			acl := &client.VaultNetworkACLs{Bypass: bypass, DefaultAction: defaultAction}
+			for _, r := range ipRules {
+				acl.IPRules = append(acl.IPRules, client.VaultIPRule{Value: r})
 			}
-			if retention != 0 && (retention < 7 || retention > 90) {
-				return usagef("--retention-days must be between 7 and 90")
-			}
-			c, s, err := a.connect()
-			if err != nil {
-				return err
-			}
-			sub, err := s.sub()
-			if err != nil {
-				return err
-			}
-			tenant, err := tenantOf(ctx, c, s, sub)
-			if err != nil {
-				return err
-			}
-			v := client.Vault{Location: location, Tags: tags, Properties: client.VaultProperties{
-				TenantID:                tenant,
-				SKU:                     client.VaultSKU{Family: "A", Name: sku},
-				EnablePurgeProtection:   pointer(true),
-				EnableRbacAuthorization: pointer(rbac),
-				PublicNetworkAccess:     publicAccess,
-			}}
-			if retention != 0 {
-				v.Properties.SoftDeleteRetentionInDays = pointer(retention)
-			}
-			if !rbac && !noSelf {
-				me, err := c.SignedInObjectID(ctx)
-				if err != nil {
-					return fmt.Errorf("cannot tell who is signed in to give you access to the vault's keys (use --no-self-access to skip): %w", err)
-				}
-				v.Properties.AccessPolicies = []client.VaultAccessPolicy{{TenantID: tenant, ObjectID: me,
-					Permissions: client.VaultPermissions{Keys: []string{"all"}}}}
-			}
-			if bypass != "" || defaultAction != "" || len(ipRules) > 0 {
-				acl := &client.VaultNetworkACLs{Bypass: bypass, DefaultAction: defaultAction}
-				for _, r := range ipRules {
-					acl.IPRules = append(acl.IPRules, client.VaultIPRule{Value: r})
-				}
-				v.Properties.NetworkACLs = acl
-			}
-			out, err := c.CreateVault(ctx, sub, group, name, v)
-			if err != nil {
-				return err
-			}
-			return a.print(out, func() table { return vaultTable([]client.Vault{*out}) })
-		},
-	}
+			v.Properties.NetworkACLs = acl
+		}
+		return printWith(a, one(vaultTable))(c.CreateVault(ctx, sub, group, name, v))
+	})
 }
 
 func vaultShow() *command {
 	var name, group string
-	return &command{
+	return byNameInSub(&command{
 		name:     "show",
 		summary:  "show a vault and its access policies",
 		args:     "--name NAME [--resource-group GROUP] [flags]",
 		examples: []string{"keyhold vault show --name kv-contoso", "keyhold vault show --name kv-contoso -o json"},
-		flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&name, "name", "", "vault `NAME`")
-			fs.StringVar(&group, "resource-group", "", "resource `GROUP`; searched for if not given")
-		},
-		run: func(ctx context.Context, a *app, args []string) error {
-			name, err := nameArg(name, args, "--name")
-			if err != nil {
-				return err
-			}
-			c, sub, err := a.connectSub()
-			if err != nil {
-				return err
-			}
-			v, err := findVault(ctx, c, sub, group, name)
-			if err != nil {
-				return err
-			}
-			if a.g.output == "json" {
-				return writeJSON(a.stdout, v)
-			}
-			if err := writeTable(a.stdout, vaultTable([]client.Vault{*v})); err != nil {
-				return err
-			}
-			if len(v.Properties.AccessPolicies) > 0 {
-				fmt.Fprintln(a.stdout)
-				return writeTable(a.stdout, policyTable(v))
-			}
-			return nil
-		},
-	}
+		flags:    func(fs *flag.FlagSet) { vaultFlags(fs, &name, &group) },
+	}, &name, "--name", nil, func(ctx context.Context, a *app, c *client.Client, sub, name string) error {
+		v, err := findVault(ctx, c, sub, group, name)
+		if err != nil {
+			return err
+		}
+		if a.g.output == "json" {
+			return writeJSON(a.stdout, v)
+		}
+		if err := writeTable(a.stdout, vaultTable([]client.Vault{*v})); err != nil {
+			return err
+		}
+		if len(v.Properties.AccessPolicies) > 0 {
+			fmt.Fprintln(a.stdout)
+			return writeTable(a.stdout, policyTable(v))
+		}
+		return nil
+	})
 }
 
 func deletedTable(ds []client.DeletedVault) table {
@@ -299,7 +288,7 @@ func vaultList() *command {
 func vaultDelete() *command {
 	var name, group string
 	var yes bool
-	return &command{
+	return byNameInSub(&command{
 		name:    "delete",
 		summary: "soft-delete a vault: it and its keys stay recoverable for the retention period",
 		args:    "--name NAME [--resource-group GROUP] [--yes] [flags]",
@@ -308,23 +297,11 @@ func vaultDelete() *command {
 			"for confirmation on the terminal, and refuses to run without one.",
 		examples: []string{"keyhold vault delete --name kv-contoso --yes"},
 		flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&name, "name", "", "vault `NAME`")
-			fs.StringVar(&group, "resource-group", "", "resource `GROUP`; searched for if not given")
-			fs.BoolVar(&yes, "yes", false, "do not ask for confirmation")
+			vaultFlags(fs, &name, &group)
+			yesFlag(fs, &yes)
 		},
-		run: func(ctx context.Context, a *app, args []string) error {
-			name, err := nameArg(name, args, "--name")
-			if err != nil {
-				return err
-			}
-			if err := a.mayDestroy(yes, "vault delete", fmt.Sprintf("Delete vault %s? Its keys stop working until it is recovered.", name),
-				fmt.Sprintf("vault %s was not deleted", name)); err != nil {
-				return err
-			}
-			c, sub, err := a.connectSub()
-			if err != nil {
-				return err
-			}
+	}, &name, "--name", confirmName(&yes, "vault delete", "Delete vault %s? Its keys stop working until it is recovered.", "vault %s was not deleted"),
+		func(ctx context.Context, a *app, c *client.Client, sub, name string) error {
 			v, err := findVault(ctx, c, sub, group, name)
 			if err != nil {
 				return err
@@ -334,51 +311,40 @@ func vaultDelete() *command {
 			}
 			a.say("Deleted vault %s; recover it with 'keyhold vault recover --name %s'.", v.Name, v.Name)
 			return nil
-		},
-	}
+		})
 }
 
 func vaultRecover() *command {
 	var name string
-	return &command{
+	return byName(&command{
 		name:     "recover",
 		summary:  "recover a soft-deleted vault with its properties, access policies and keys",
 		args:     "--name NAME [flags]",
 		examples: []string{"keyhold vault recover --name kv-contoso"},
 		flags:    func(fs *flag.FlagSet) { fs.StringVar(&name, "name", "", "vault `NAME`") },
-		run: func(ctx context.Context, a *app, args []string) error {
-			name, err := nameArg(name, args, "--name")
-			if err != nil {
-				return err
-			}
-			c, s, err := a.connect()
-			if err != nil {
-				return err
-			}
-			sub, err := s.sub()
-			if err != nil {
-				return err
-			}
-			tenant, err := tenantOf(ctx, c, s, sub)
-			if err != nil {
-				return err
-			}
-			v, err := c.RecoverVault(ctx, sub, tenant, name)
-			if client.IsNotFound(err) {
-				return fmt.Errorf("there is no deleted vault %s; run 'keyhold vault list --deleted' for the list", name)
-			}
-			if err != nil {
-				return err
-			}
-			return a.print(v, func() table { return vaultTable([]client.Vault{*v}) })
-		},
-	}
+	}, &name, "--name", nil, func(ctx context.Context, a *app, c *client.Client, s settings, name string) error {
+		sub, tenant, err := subAndTenant(ctx, c, s)
+		if err != nil {
+			return err
+		}
+		v, err := c.RecoverVault(ctx, sub, tenant, name)
+		if client.IsNotFound(err) {
+			return noDeletedVault(name)
+		}
+		return printWith(a, one(vaultTable))(v, err)
+	})
+}
+
+// noDeletedVault is the error of recover and purge for a name that is not
+// among the deleted vaults.
+func noDeletedVault(name string) error {
+	return fmt.Errorf("there is no deleted vault %s; run 'keyhold vault list --deleted' for the list", name)
 }
 
 func vaultPurge() *command {
 	var name, location string
 	var yes bool
-	return &command{
+	return byNameInSub(&command{
 		name:    "purge",
 		summary: "purge a soft-deleted vault and its keys for good",
 		args:    "--name NAME [--location LOCATION] [--yes] [flags]",
@@ -388,25 +354,14 @@ func vaultPurge() *command {
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&name, "name", "", "vault `NAME`")
 			fs.StringVar(&location, "location", "", "`LOCATION` of the deleted vault; looked up if not given")
-			fs.BoolVar(&yes, "yes", false, "do not ask for confirmation")
+			yesFlag(fs, &yes)
 		},
-		run: func(ctx context.Context, a *app, args []string) error {
-			name, err := nameArg(name, args, "--name")
-			if err != nil {
-				return err
-			}
-			if err := a.mayDestroy(yes, "vault purge", fmt.Sprintf("Purge vault %s and destroy its keys for good?", name),
-				fmt.Sprintf("vault %s was not purged", name)); err != nil {
-				return err
-			}
-			c, sub, err := a.connectSub()
-			if err != nil {
-				return err
-			}
+	}, &name, "--name", confirmName(&yes, "vault purge", "Purge vault %s and destroy its keys for good?", "vault %s was not purged"),
+		func(ctx context.Context, a *app, c *client.Client, sub, name string) error {
 			if location == "" {
 				d, err := c.FindDeletedVault(ctx, sub, name)
 				if client.IsNotFound(err) {
-					return fmt.Errorf("there is no deleted vault %s; run 'keyhold vault list --deleted' for the list", name)
+					return noDeletedVault(name)
 				}
 				if err != nil {
 					return err
@@ -414,15 +369,14 @@ func vaultPurge() *command {
 				location = d.Properties.Location
 			}
 			p := a.progress("purging vault " + name)
-			err = c.PurgeVault(ctx, sub, location, name, p.tick)
+			err := c.PurgeVault(ctx, sub, location, name, p.tick)
 			p.done()
 			if err != nil {
 				return err
 			}
 			a.say("Purged vault %s.", name)
 			return nil
-		},
-	}
+		})
 }
 
 // cmkPreset is what an enterprise policy's identity needs on its key.
@@ -451,7 +405,8 @@ func policyTarget(ctx context.Context, c *client.Client, objectID, upn string) (
 func vaultSetPolicy() *command {
 	var name, group, objectID, upn, preset string
 	var keys listFlag
-	return &command{
+	var perms []string
+	return byNameInSub(&command{
 		name:    "set-policy",
 		summary: "grant a principal key permissions on a vault (access-policy vaults)",
 		args:    "--name NAME (--object-id ID | --upn UPN) (--key-permissions P,... | --preset cmk) [flags]",
@@ -463,104 +418,85 @@ func vaultSetPolicy() *command {
 			"keyhold vault set-policy --name kv-contoso --upn kvadmin@contoso.keyhold.local --key-permissions get,list,create",
 		},
 		flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&name, "name", "", "vault `NAME`")
-			fs.StringVar(&group, "resource-group", "", "resource `GROUP`; searched for if not given")
+			vaultFlags(fs, &name, &group)
 			fs.StringVar(&objectID, "object-id", "", "object `ID` of a user, group, service principal or managed identity")
 			fs.StringVar(&upn, "upn", "", "user principal `NAME` of a user")
 			fs.Var(&keys, "key-permissions", "key `PERMISSIONS`, comma-separated, such as get,wrapKey,unwrapKey")
 			fs.StringVar(&preset, "preset", "", "`cmk`: get, wrapKey and unwrapKey")
 		},
-		run: func(ctx context.Context, a *app, args []string) error {
-			name, err := nameArg(name, args, "--name")
-			if err != nil {
-				return err
-			}
-			perms := append([]string(nil), keys...)
-			switch strings.ToLower(preset) {
-			case "":
-			case "cmk":
-				perms = append(perms, cmkPreset...)
-			default:
-				return usagef("--preset must be cmk, not %q", preset)
-			}
-			if len(perms) == 0 {
-				return usagef("--key-permissions or --preset is required")
-			}
-			c, sub, err := a.connectSub()
-			if err != nil {
-				return err
-			}
-			oid, err := policyTarget(ctx, c, objectID, upn)
-			if err != nil {
-				return err
-			}
-			v, err := findVault(ctx, c, sub, group, name)
-			if err != nil {
-				return err
-			}
-			if v.Properties.EnableRbacAuthorization != nil && *v.Properties.EnableRbacAuthorization {
-				fmt.Fprintf(a.stderr, "keyhold: note: vault %s uses RBAC authorization, so access policies have no effect on it\n", v.Name)
-			}
-			ap := client.VaultAccessPolicy{TenantID: v.Properties.TenantID, ObjectID: oid, Permissions: client.VaultPermissions{Keys: perms}}
-			if err := c.UpdateAccessPolicies(ctx, sub, groupOf(v.ID), v.Name, client.AccessPolicyAdd, []client.VaultAccessPolicy{ap}); err != nil {
-				return err
-			}
-			v, err = c.GetVault(ctx, sub, groupOf(v.ID), v.Name)
-			if err != nil {
-				return err
-			}
-			return a.print(v, func() table { return policyTable(v) })
-		},
+	}, &name, "--name", func(*app, string) error {
+		perms = append([]string(nil), keys...)
+		switch strings.ToLower(preset) {
+		case "":
+		case "cmk":
+			perms = append(perms, cmkPreset...)
+		default:
+			return usagef("--preset must be cmk, not %q", preset)
+		}
+		if len(perms) == 0 {
+			return usagef("--key-permissions or --preset is required")
+		}
+		return nil
+	}, func(ctx context.Context, a *app, c *client.Client, sub, name string) error {
+		oid, v, err := policyVault(ctx, c, sub, group, name, objectID, upn)
+		if err != nil {
+			return err
+		}
+		if v.Properties.EnableRbacAuthorization != nil && *v.Properties.EnableRbacAuthorization {
+			fmt.Fprintf(a.stderr, "keyhold: note: vault %s uses RBAC authorization, so access policies have no effect on it\n", v.Name)
+		}
+		ap := client.VaultAccessPolicy{TenantID: v.Properties.TenantID, ObjectID: oid, Permissions: client.VaultPermissions{Keys: perms}}
+		if err := c.UpdateAccessPolicies(ctx, sub, groupOf(v.ID), v.Name, client.AccessPolicyAdd, []client.VaultAccessPolicy{ap}); err != nil {
+			return err
+		}
+		return printWith(a, policyTable)(c.GetVault(ctx, sub, groupOf(v.ID), v.Name))
+	})
+}
+
+// policyVault resolves the principal of an access-policy verb, then finds
+// its vault; errors are policyTarget's and findVault's, in that order.
+func policyVault(ctx context.Context, c *client.Client, sub, group, name, objectID, upn string) (string, *client.Vault, error) {
+	oid, err := policyTarget(ctx, c, objectID, upn)
+	if err != nil {
+		return "", nil, err
 	}
+	v, err := findVault(ctx, c, sub, group, name)
+	return oid, v, err
 }
 
 func vaultDeletePolicy() *command {
 	var name, group, objectID, upn string
-	return &command{
+	return byNameInSub(&command{
 		name:     "delete-policy",
 		summary:  "remove a principal's access policy from a vault",
 		args:     "--name NAME (--object-id ID | --upn UPN) [flags]",
 		long:     "The principal loses every permission the policy gave it, at once.",
 		examples: []string{"keyhold vault delete-policy --name kv-contoso --object-id IDENTITY_ID"},
 		flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&name, "name", "", "vault `NAME`")
-			fs.StringVar(&group, "resource-group", "", "resource `GROUP`; searched for if not given")
+			vaultFlags(fs, &name, &group)
 			fs.StringVar(&objectID, "object-id", "", "object `ID` of the principal")
 			fs.StringVar(&upn, "upn", "", "user principal `NAME` of a user")
 		},
-		run: func(ctx context.Context, a *app, args []string) error {
-			name, err := nameArg(name, args, "--name")
-			if err != nil {
-				return err
+	}, &name, "--name", nil, func(ctx context.Context, a *app, c *client.Client, sub, name string) error {
+		oid, v, err := policyVault(ctx, c, sub, group, name, objectID, upn)
+		if err != nil {
+			return err
+		}
+		var remove []client.VaultAccessPolicy
+		for _, ap := range v.Properties.AccessPolicies {
+			if strings.EqualFold(ap.ObjectID, oid) {
+				remove = append(remove, ap)
 			}
-			c, sub, err := a.connectSub()
-			if err != nil {
-				return err
-			}
-			oid, err := policyTarget(ctx, c, objectID, upn)
-			if err != nil {
-				return err
-			}
-			v, err := findVault(ctx, c, sub, group, name)
-			if err != nil {
-				return err
-			}
-			var remove []client.VaultAccessPolicy
-			for _, ap := range v.Properties.AccessPolicies {
-				if strings.EqualFold(ap.ObjectID, oid) {
-					remove = append(remove, ap)
-				}
-			}
-			if len(remove) == 0 {
-				return fmt.Errorf("vault %s has no access policy for %s", v.Name, oid)
-			}
-			if err := c.UpdateAccessPolicies(ctx, sub, groupOf(v.ID), v.Name, client.AccessPolicyRemove, remove); err != nil {
-				return err
-			}
-			a.say("Removed the access policy of %s from vault %s.", oid, v.Name)
-			return nil
-		},
-	}
+		}
+		if len(remove) == 0 {
+			return fmt.Errorf("vault %s has no access policy for %s", v.Name, oid)
+		}
+		if err := c.UpdateAccessPolicies(ctx, sub, groupOf(v.ID), v.Name, client.AccessPolicyRemove, remove); err != nil {
+			return err
+		}
+		a.say("Removed the access policy of %s from vault %s.", oid, v.Name)
+		return nil
+	})
 }
 
 func pointer[T any](v T) *T { return &v }

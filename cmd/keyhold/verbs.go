@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
+	"fmt"
 
 	"github.com/keyhold/keyhold/client"
 )
@@ -92,4 +94,82 @@ func inSubscription[T any](f func(*client.Client, context.Context, string) ([]T,
 		}
 		return f(c, ctx, sub)
 	}
+}
+
+// printWith returns what prints a client call's answer, as JSON or as the
+// table tab makes of it; the call's error comes back as it is. It lets a
+// verb end with printWith(a, tab)(c.Call(ctx, ...)).
+func printWith[T any](a *app, tab func(T) table) func(T, error) error {
+	return func(v T, err error) error {
+		if err != nil {
+			return err
+		}
+		return a.print(v, func() table { return tab(v) })
+	}
+}
+
+// printList is printWith for lists: an empty one prints as [] in JSON.
+func printList[T any](a *app, tab func([]T) table) func([]T, error) error {
+	return func(vs []T, err error) error {
+		if err != nil {
+			return err
+		}
+		return a.print(orEmpty(vs), func() table { return tab(vs) })
+	}
+}
+
+// one turns the table of a list into the table of one item.
+func one[T any](tab func([]T) table) func(*T) table {
+	return func(v *T) table { return tab([]T{*v}) }
+}
+
+// yesFlag registers --yes, which skips mayDestroy's question.
+func yesFlag(fs *flag.FlagSet, yes *bool) {
+	fs.BoolVar(yes, "yes", false, "do not ask for confirmation")
+}
+
+// confirmName is a check for byName that asks mayDestroy's question; the
+// question and the refusal are formats of the name.
+func confirmName(yes *bool, verb, question, notDone string) func(a *app, name string) error {
+	return func(a *app, name string) error {
+		return a.mayDestroy(*yes, verb, fmt.Sprintf(question, name), fmt.Sprintf(notDone, name))
+	}
+}
+
+// byName completes cmd, a verb that names one thing with the flag nameFlag
+// (its value at *flagVal) or with its one argument. Its run takes the
+// name, runs check (if not nil) before anything is sent, signs in and hands
+// the name to do. Errors are nameArg's, check's, the sign-in's and do's.
+func byName(cmd *command, flagVal *string, nameFlag string, check func(a *app, name string) error,
+	do func(ctx context.Context, a *app, c *client.Client, s settings, name string) error) *command {
+	cmd.run = func(ctx context.Context, a *app, args []string) error {
+		name, err := nameArg(*flagVal, args, nameFlag)
+		if err != nil {
+			return err
+		}
+		if check != nil {
+			if err := check(a, name); err != nil {
+				return err
+			}
+		}
+		c, s, err := a.connect()
+		if err != nil {
+			return err
+		}
+		return do(ctx, a, c, s, name)
+	}
+	return cmd
+}
+
+// byNameInSub is byName for things in the profile's subscription; a
+// missing subscription comes back as connectSub's error.
+func byNameInSub(cmd *command, flagVal *string, nameFlag string, check func(a *app, name string) error,
+	do func(ctx context.Context, a *app, c *client.Client, sub, name string) error) *command {
+	return byName(cmd, flagVal, nameFlag, check, func(ctx context.Context, a *app, c *client.Client, s settings, name string) error {
+		sub, err := s.sub()
+		if err != nil {
+			return err
+		}
+		return do(ctx, a, c, sub, name)
+	})
 }
