@@ -382,10 +382,21 @@ func linkKillWalk(t *testing.T, w crashWalk) {
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 5))
 	midRun := 0
 	for kill := 1; kill <= w.kills; kill++ {
-		time.Sleep(time.Duration(100+rng.IntN(1401)) * time.Millisecond)
-		cur, err := admin.GetOperation(ctx, op.ID)
-		if err != nil {
-			t.Fatalf("before kill %d: %v", kill, err)
+		var cur *client.LifecycleOperation
+		if kill == 1 {
+			// The first kill lands as soon as rows move, so that a fast
+			// machine or a small KEYHOLD_CRASH_ROWS still kills mid-run.
+			for cur == nil || (cur.Progress.Done == 0 && !cur.Ended()) {
+				time.Sleep(time.Duration(5+rng.IntN(20)) * time.Millisecond)
+				if cur, err = admin.GetOperation(ctx, op.ID); err != nil {
+					t.Fatalf("before kill %d: %v", kill, err)
+				}
+			}
+		} else {
+			time.Sleep(time.Duration(100+rng.IntN(1401)) * time.Millisecond)
+			if cur, err = admin.GetOperation(ctx, op.ID); err != nil {
+				t.Fatalf("before kill %d: %v", kill, err)
+			}
 		}
 		if !cur.Ended() {
 			midRun++
