@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -14,8 +13,8 @@ import (
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/events"
+	"github.com/keyhold/keyhold/internal/unitenv"
 	"github.com/keyhold/keyhold/keyvault"
-	"github.com/keyhold/keyhold/sqlite"
 )
 
 // Monitor tests drive the monitor's loop by hand with a fake clock: reload
@@ -35,19 +34,6 @@ func hmVaultID(name string) string {
 
 func hmPolicyID(name string) string {
 	return "/subscriptions/" + hmSub + "/resourceGroups/rg-ep/providers/Microsoft.PowerPlatform/enterprisePolicies/" + name
-}
-
-// hmClock is a fake clock.
-type hmClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *hmClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *hmClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
 }
 
 // hmChecker is a fake vault: an identity can use its key unless denied.
@@ -157,7 +143,7 @@ type hmEnv struct {
 	t       *testing.T
 	ctx     context.Context
 	store   keyhold.Store
-	clock   *hmClock
+	clock   *unitenv.Clock
 	checker *hmChecker
 	rec     *hmRecorder
 	m       *Monitor
@@ -166,18 +152,11 @@ type hmEnv struct {
 func newHMEnv(t *testing.T, cfg MonitorConfig) *hmEnv {
 	t.Helper()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "health.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if err := st.CreateTenant(ctx, &keyhold.Tenant{ID: hmTenant, DisplayName: "Contoso", DefaultDomain: "contoso.test", CreatedAt: hmStart}); err != nil {
-		t.Fatal(err)
-	}
-	if err := st.CreateSubscription(ctx, &keyhold.Subscription{ID: hmSub, TenantID: hmTenant, DisplayName: "Contoso", State: "Enabled", CreatedAt: hmStart}); err != nil {
-		t.Fatal(err)
-	}
-	clk := &hmClock{t: hmStart}
+	st := unitenv.SQLite(t, "health.db")
+	seed := unitenv.Seeder{TB: t, Store: st, Now: hmStart}
+	seed.Tenant(hmTenant, "Contoso", "contoso.test")
+	seed.Subscription(hmSub, hmTenant, "Contoso")
+	clk := unitenv.NewClock(hmStart)
 	e := &hmEnv{t: t, ctx: ctx, store: st, clock: clk,
 		checker: &hmChecker{denied: map[string]string{}, calls: map[string][]time.Time{}, now: clk.Now},
 		rec:     &hmRecorder{store: st, bus: cfg.Events}}

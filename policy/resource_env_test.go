@@ -5,10 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -19,11 +17,11 @@ import (
 	"github.com/keyhold/keyhold/events"
 	"github.com/keyhold/keyhold/httpapi"
 	"github.com/keyhold/keyhold/identity"
+	"github.com/keyhold/keyhold/internal/unitenv"
 	"github.com/keyhold/keyhold/keyvault"
 	"github.com/keyhold/keyhold/policy"
 	"github.com/keyhold/keyhold/rbac"
 	"github.com/keyhold/keyhold/seal"
-	"github.com/keyhold/keyhold/sqlite"
 )
 
 // Unit harness: the resource manager's handler with the policy type
@@ -54,18 +52,6 @@ func policyID(sub, name string) string {
 	return "/subscriptions/" + sub + "/resourceGroups/rg-pol/providers/Microsoft.PowerPlatform/enterprisePolicies/" + name
 }
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // fakeLinks is a LinkChecker with a settable answer per policy id.
 type fakeLinks struct {
 	mu    sync.Mutex
@@ -90,7 +76,7 @@ type env struct {
 	arm   *arm.Server
 	svc   *policy.Service
 	ids   *identity.Service
-	clock *clock
+	clock *unitenv.Clock
 	bus   *events.Bus
 	sub   *events.Subscription
 	links *fakeLinks
@@ -106,50 +92,30 @@ type options struct {
 func newEnv(t *testing.T, o options) *env {
 	t.Helper()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "p.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	e := &env{t: t, store: st, clock: &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}, links: &fakeLinks{links: map[string][]string{}}}
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	st := unitenv.SQLite(t, "p.db")
+	e := &env{t: t, store: st, clock: unitenv.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)), links: &fakeLinks{links: map[string][]string{}}}
 	now := e.clock.Now()
-	must(st.CreateTenant(ctx, &keyhold.Tenant{ID: tenantA, DisplayName: "Contoso", DefaultDomain: "contoso.keyhold", CreatedAt: now}))
-	must(st.CreateTenant(ctx, &keyhold.Tenant{ID: tenantB, DisplayName: "Fabrikam", DefaultDomain: "fabrikam.keyhold", CreatedAt: now}))
-	for _, p := range []*keyhold.Principal{
-		{ID: ownerID, TenantID: tenantA, Type: keyhold.PrincipalUser, DisplayName: "Owner", UserPrincipalName: "owner@contoso.keyhold"},
-		{ID: writerID, TenantID: tenantA, Type: keyhold.PrincipalUser, DisplayName: "Writer", UserPrincipalName: "writer@contoso.keyhold"},
-		{ID: strangerID, TenantID: tenantB, Type: keyhold.PrincipalUser, DisplayName: "Stranger", UserPrincipalName: "owner@fabrikam.keyhold"},
-	} {
-		p.CreatedAt = now
-		must(st.CreatePrincipal(ctx, p))
+	seed := unitenv.Seeder{TB: t, Store: st, Now: now}
+	must := seed.Must
+	seed.Tenant(tenantA, "Contoso", "contoso.keyhold")
+	seed.Tenant(tenantB, "Fabrikam", "fabrikam.keyhold")
+	seed.Principals(
+		unitenv.User(ownerID, tenantA, "Owner", "owner@contoso.keyhold"),
+		unitenv.User(writerID, tenantA, "Writer", "writer@contoso.keyhold"),
+		unitenv.User(strangerID, tenantB, "Stranger", "owner@fabrikam.keyhold"),
+	)
+	for _, s := range []struct{ id, tenant, name string }{{subA, tenantA, "Contoso"}, {subA2, tenantA, "Contoso 2"}, {subB, tenantB, "Fabrikam"}} {
+		seed.Subscription(s.id, s.tenant, s.name)
+		seed.ResourceGroups(s.id, "westus", "rg-pol", "rg-kv")
+		seed.Register(s.id, policy.Namespace)
 	}
-	for _, s := range []*keyhold.Subscription{
-		{ID: subA, TenantID: tenantA, DisplayName: "Contoso", State: "Enabled", CreatedAt: now},
-		{ID: subA2, TenantID: tenantA, DisplayName: "Contoso 2", State: "Enabled", CreatedAt: now},
-		{ID: subB, TenantID: tenantB, DisplayName: "Fabrikam", State: "Enabled", CreatedAt: now},
-	} {
-		must(st.CreateSubscription(ctx, s))
-		for _, g := range []string{"rg-pol", "rg-kv"} {
-			must(st.PutResourceGroup(ctx, &keyhold.ResourceGroup{SubscriptionID: s.ID, Name: g, Location: "westus", ProvisioningState: "Succeeded"}))
-		}
-		must(st.PutProviderRegistration(ctx, &keyhold.ProviderRegistration{SubscriptionID: s.ID, Namespace: policy.Namespace, State: keyhold.StateRegistered, UpdatedAt: now}))
-	}
-	owner, _ := rbac.RoleByName(rbac.RoleOwner)
-	contributor, _ := rbac.RoleByName(rbac.RoleContributor)
 	for i, a := range []struct{ tenant, scope, role, principal string }{
-		{tenantA, "/subscriptions/" + subA, owner.ID, ownerID},
-		{tenantA, "/subscriptions/" + subA2, owner.ID, ownerID},
-		{tenantA, "/subscriptions/" + subA + "/resourceGroups/rg-pol", contributor.ID, writerID},
-		{tenantB, "/subscriptions/" + subB, owner.ID, strangerID},
+		{tenantA, "/subscriptions/" + subA, rbac.RoleOwner, ownerID},
+		{tenantA, "/subscriptions/" + subA2, rbac.RoleOwner, ownerID},
+		{tenantA, "/subscriptions/" + subA + "/resourceGroups/rg-pol", rbac.RoleContributor, writerID},
+		{tenantB, "/subscriptions/" + subB, rbac.RoleOwner, strangerID},
 	} {
-		must(st.CreateRoleAssignment(ctx, &keyhold.RoleAssignment{Name: fmt.Sprintf("0a000000-0000-4000-8000-%012d", i), TenantID: a.tenant, Scope: a.scope,
-			RoleDefinitionID: a.role, PrincipalID: a.principal, PrincipalType: keyhold.PrincipalUser, CreatedAt: now, UpdatedAt: now}))
+		seed.Assign(fmt.Sprintf("0a000000-0000-4000-8000-%012d", i), a.tenant, a.scope, a.role, a.principal)
 	}
 	// The vault and its key, as the key vault stores them.
 	yes := true
@@ -177,35 +143,13 @@ func newEnv(t *testing.T, o options) *env {
 		NewID: func() string { e.n++; return fmt.Sprintf("00000000-0000-4000-8000-%012d", e.n) },
 	})
 	e.arm.Register(e.svc.ResourceType())
-	e.h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, _ := httpapi.WithInfo(r.Context())
-		if id := r.Header.Get("X-Test-Principal"); id != "" {
-			p, err := st.GetPrincipal(ctx, id)
-			if err != nil {
-				http.Error(w, "unknown test principal", http.StatusUnauthorized)
-				return
-			}
-			ctx = keyhold.WithCaller(ctx, &keyhold.Caller{Principal: p, TenantID: p.TenantID})
-		}
-		e.arm.Handler().ServeHTTP(w, r.WithContext(ctx))
-	})
+	e.h = unitenv.Auth{Store: st, PrincipalOf: unitenv.Header("X-Test-Principal")}.Handler(e.arm.Handler())
 	return e
 }
 
-type response struct {
-	Status int
-	Header http.Header
-	Body   []byte
-}
+type response struct{ unitenv.Response }
 
-func (r response) json(t *testing.T) map[string]any {
-	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal(r.Body, &m); err != nil {
-		t.Fatalf("response %d %q is not a JSON object: %v", r.Status, r.Body, err)
-	}
-	return m
-}
+func (r response) json(t *testing.T) map[string]any { t.Helper(); return r.JSON(t) }
 
 // errorCode returns the Azure error code of the response, or "".
 func (r response) errorCode() string {
@@ -224,20 +168,7 @@ func (r response) errorMessage() string {
 // string or []byte, which is sent as is.
 func (e *env) do(principal, method, path string, body any) response {
 	e.t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	case []byte:
-		rd = bytes.NewReader(b)
-	default:
-		raw, err := json.Marshal(b)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		rd = bytes.NewReader(raw)
-	}
+	rd := unitenv.Body(e.t, body)
 	if !strings.Contains(path, "api-version=") {
 		if strings.Contains(path, "?") {
 			path += "&api-version=" + apiVersion
@@ -250,9 +181,7 @@ func (e *env) do(principal, method, path string, body any) response {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("X-Test-Principal", principal)
-	w := httptest.NewRecorder()
-	e.h.ServeHTTP(w, req)
-	return response{Status: w.Code, Header: w.Header(), Body: w.Body.Bytes()}
+	return response{unitenv.Serve(e.h, req)}
 }
 
 // doIfMatch PUTs body as the owner with an If-Match header.
@@ -266,9 +195,7 @@ func (e *env) doIfMatch(id, etag string, body any) response {
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("If-Match", etag)
 	req.Header.Set("X-Test-Principal", ownerID)
-	w := httptest.NewRecorder()
-	e.h.ServeHTTP(w, req)
-	return response{Status: w.Code, Header: w.Header(), Body: w.Body.Bytes()}
+	return response{unitenv.Serve(e.h, req)}
 }
 
 // encryptionBody is the seed's template resource as a PUT body.
@@ -303,17 +230,7 @@ func (e *env) put(id string, body any) map[string]any {
 }
 
 // events drains the PolicyChanged events published so far.
-func (e *env) events() []events.Event {
-	var out []events.Event
-	for {
-		select {
-		case ev := <-e.sub.C():
-			out = append(out, ev)
-		default:
-			return out
-		}
-	}
-}
+func (e *env) events() []events.Event { return unitenv.Drain(e.sub) }
 
 // get reads a nested field of a decoded JSON object by a dotted path.
 func get(m map[string]any, path string) any {
