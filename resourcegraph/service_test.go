@@ -5,15 +5,14 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/arm"
+	"github.com/keyhold/keyhold/internal/unitenv"
 	"github.com/keyhold/keyhold/rbac"
-	"github.com/keyhold/keyhold/sqlite"
 )
 
 const (
@@ -46,26 +45,15 @@ func (rendered) Render(r *keyhold.Resource) any {
 func newHandler(t *testing.T) http.Handler {
 	t.Helper()
 	ctx := context.Background()
-	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "k.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	owner, _ := rbac.RoleByName(rbac.RoleOwner)
+	store := unitenv.SQLite(t, "k.db")
+	seed := unitenv.Seeder{TB: t, Store: store, Now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	must := seed.Must
 	for _, x := range []struct{ tenant, sub, principal, group, vault string }{{tenantA, subA, ownerA, "rg-a", vaultA}, {tenantB, subB, ownerB, "rg-b", vaultB}} {
-		must(store.CreateTenant(ctx, &keyhold.Tenant{ID: x.tenant, DisplayName: x.tenant, DefaultDomain: x.tenant[:4] + ".keyhold", CreatedAt: now}))
-		must(store.CreatePrincipal(ctx, &keyhold.Principal{ID: x.principal, TenantID: x.tenant, Type: keyhold.PrincipalUser, DisplayName: "owner", UserPrincipalName: "owner@" + x.tenant[:4], CreatedAt: now}))
-		must(store.CreateSubscription(ctx, &keyhold.Subscription{ID: x.sub, TenantID: x.tenant, DisplayName: "sub " + x.tenant[:4], State: "Enabled", CreatedAt: now}))
-		must(store.CreateRoleAssignment(ctx, &keyhold.RoleAssignment{Name: x.principal[:8] + "-1111-4111-8111-111111111111", TenantID: x.tenant, Scope: "/subscriptions/" + x.sub,
-			RoleDefinitionID: owner.ID, PrincipalID: x.principal, PrincipalType: keyhold.PrincipalUser, CreatedAt: now, UpdatedAt: now}))
-		must(store.PutResourceGroup(ctx, &keyhold.ResourceGroup{SubscriptionID: x.sub, Name: x.group, Location: "westus", ProvisioningState: "Succeeded"}))
+		seed.Tenant(x.tenant, x.tenant, x.tenant[:4]+".keyhold")
+		seed.Principals(unitenv.User(x.principal, x.tenant, "owner", "owner@"+x.tenant[:4]))
+		seed.Subscription(x.sub, x.tenant, "sub "+x.tenant[:4])
+		seed.Assign(x.principal[:8]+"-1111-4111-8111-111111111111", x.tenant, "/subscriptions/"+x.sub, rbac.RoleOwner, x.principal)
+		seed.ResourceGroups(x.sub, "westus", x.group)
 		must(store.PutResource(ctx, &keyhold.Resource{ID: x.vault, SubscriptionID: x.sub, ResourceGroup: x.group, Type: "Microsoft.KeyVault/vaults",
 			Name: x.vault[strings.LastIndex(x.vault, "/")+1:], Location: "westus", Properties: json.RawMessage(`{"enableSoftDelete":true}`)}))
 	}
@@ -81,14 +69,7 @@ func newHandler(t *testing.T) http.Handler {
 
 	srv := arm.New(arm.Config{Store: store})
 	srv.Register(New(Config{Store: store, Types: []arm.ResourceType{rendered{}}}).ResourceType())
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, err := store.GetPrincipal(r.Context(), r.Header.Get("X-Principal"))
-		if err != nil {
-			srv.Handler().ServeHTTP(w, r)
-			return
-		}
-		srv.Handler().ServeHTTP(w, r.WithContext(keyhold.WithCaller(r.Context(), &keyhold.Caller{Principal: p, TenantID: p.TenantID})))
-	})
+	return unitenv.Auth{Store: store, PrincipalOf: unitenv.Header("X-Principal")}.Handler(srv.Handler())
 }
 
 func do(t *testing.T, h http.Handler, principal, method, path, body string) (int, map[string]any) {
@@ -96,13 +77,12 @@ func do(t *testing.T, h http.Handler, principal, method, path, body string) (int
 	req := httptest.NewRequest(method, path, strings.NewReader(body))
 	req.Header.Set("X-Principal", principal)
 	req.Header.Set("Content-Type", "application/json")
-	w := httptest.NewRecorder()
-	h.ServeHTTP(w, req)
+	w := unitenv.Serve(h, req)
 	var out map[string]any
-	if err := json.Unmarshal(w.Body.Bytes(), &out); err != nil && w.Body.Len() > 0 {
-		t.Fatalf("%s %s: body %q: %v", method, path, w.Body.String(), err)
+	if err := json.Unmarshal(w.Body, &out); err != nil && len(w.Body) > 0 {
+		t.Fatalf("%s %s: body %q: %v", method, path, w.Body, err)
 	}
-	return w.Code, out
+	return w.Status, out
 }
 
 func errorCode(body map[string]any) string {
