@@ -95,8 +95,8 @@ func TestAuthenticateRefuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e.clock.Advance(tt.advance)
-			defer e.clock.Advance(-tt.advance)
+			e.clock.Add(tt.advance)
+			defer e.clock.Add(-tt.advance)
 			r := httptest.NewRequest("GET", "/subscriptions", nil)
 			if tt.header != "-" {
 				r.Header.Set("Authorization", tt.header)
@@ -123,11 +123,11 @@ func TestAuthenticateRefuses(t *testing.T) {
 
 	// And the good token passes, within the leeway too.
 	for _, d := range []time.Duration{0, time.Hour + 30*time.Second, -30 * time.Second} {
-		e.clock.Advance(d)
+		e.clock.Add(d)
 		if _, err := e.svc.AuthenticateToken(ctx, good, AudienceManagement); err != nil {
 			t.Errorf("good token at %v: %v", d, err)
 		}
-		e.clock.Advance(-d)
+		e.clock.Add(-d)
 	}
 	// Audiences compare without a trailing slash, and none means any of ours.
 	for _, auds := range [][]string{{AudienceManagement + "/"}, nil} {

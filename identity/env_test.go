@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -19,8 +18,8 @@ import (
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/httpapi"
+	"github.com/keyhold/keyhold/internal/unitenv"
 	"github.com/keyhold/keyhold/seal"
-	"github.com/keyhold/keyhold/sqlite"
 )
 
 const (
@@ -29,31 +28,13 @@ const (
 	testPass   = "Correct-Horse-42"
 )
 
-// clock is a settable clock for the service under test.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // env is a Service on a SQLite store behind a TLS test server that serves
 // the identity endpoints at / and the directory API, authenticated, at /v1.0/.
 type env struct {
 	t     testing.TB
 	store keyhold.Store
 	key   *seal.Key
-	clock *clock
+	clock *unitenv.Clock
 	svc   *Service
 	srv   *httptest.Server
 
@@ -72,11 +53,7 @@ func newEnv(t testing.TB) *env {
 func newEnvRand(t testing.TB, rnd io.Reader) *env {
 	t.Helper()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "keyhold.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := unitenv.SQLite(t, "keyhold.db")
 	if err := st.CreateTenant(ctx, &keyhold.Tenant{ID: testTenant, DisplayName: "Contoso", DefaultDomain: testDomain, CreatedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +61,7 @@ func newEnvRand(t testing.TB, rnd io.Reader) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, store: st, key: key, clock: &clock{t: time.Now()}, rand: rnd}
+	e := &env{t: t, store: st, key: key, clock: unitenv.NewClock(time.Now()), rand: rnd}
 	e.srv = httptest.NewUnstartedServer(http.HandlerFunc(e.serve))
 	e.srv.StartTLS()
 	t.Cleanup(e.srv.Close)

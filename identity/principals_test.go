@@ -2,14 +2,13 @@ package identity
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/internal/unitenv"
 	"github.com/keyhold/keyhold/seal"
-	"github.com/keyhold/keyhold/sqlite"
 )
 
 func TestCreateUserValidation(t *testing.T) {
@@ -120,11 +119,7 @@ func TestVerifyPasswordMalformed(t *testing.T) {
 
 func TestConcurrentFirstStart(t *testing.T) {
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "fresh.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := unitenv.SQLite(t, "fresh.db")
 	key, _ := seal.NewKey(seal.GenerateMasterKey())
 	// Several processes start on one empty store at once: they must agree on
 	// one signing key, or each would refuse the others' tokens.

@@ -223,7 +223,7 @@ func TestPasswordGrantResponse(t *testing.T) {
 	}
 	// Expired refresh tokens are refused.
 	_, body, _ = e.post(testTenant, pwForm(u.UserPrincipalName, "Another-Pass-77"))
-	e.clock.Advance(25 * time.Hour)
+	e.clock.Add(25 * time.Hour)
 	if st, b := refresh(body["refresh_token"].(string)); st != 400 || b["error"] != "invalid_grant" {
 		t.Errorf("expired refresh token: %d %v", st, b)
 	}
@@ -241,7 +241,7 @@ func TestExpiredClientSecret(t *testing.T) {
 	if st, b, _ := e.post(testTenant, form); st != 200 {
 		t.Fatalf("fresh secret: %d %v", st, b)
 	}
-	e.clock.Advance(2 * time.Hour)
+	e.clock.Add(2 * time.Hour)
 	st, b, _ := e.post(testTenant, form)
 	if codes, _ := b["error_codes"].([]any); st != 401 || len(codes) != 1 || codes[0] != float64(7000222) {
 		t.Errorf("expired secret: %d %v", st, b)
@@ -269,7 +269,7 @@ func TestRateLimit(t *testing.T) {
 	if hdr.Get("Retry-After") == "" || !strings.Contains(b["error_description"].(string), "Try again in") {
 		t.Errorf("no retry hint: %v %v", hdr, b)
 	}
-	e.clock.Advance(61 * time.Second)
+	e.clock.Add(61 * time.Second)
 	if st, b, _ := e.post(testTenant, good); st != 200 {
 		t.Fatalf("after back-off: %d %v", st, b)
 	}
@@ -290,7 +290,7 @@ func TestRateLimit(t *testing.T) {
 	if st, b, _ := e.post(testTenant, pwForm("frank@"+testDomain, testPass)); st != 400 || b["error_codes"].([]any)[0] != float64(50053) {
 		t.Errorf("right password while locked: %d %v", st, b)
 	}
-	e.clock.Advance(61 * time.Second)
+	e.clock.Add(61 * time.Second)
 	if st, b, _ := e.post(testTenant, pwForm("frank@"+testDomain, testPass)); st != 200 {
 		t.Errorf("right password after back-off: %d %v", st, b)
 	}
