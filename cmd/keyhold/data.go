@@ -100,7 +100,7 @@ func tableTable(ts []client.DataTable) table {
 func dataTableCreate() *command {
 	var env, name, display string
 	var cols columnFlag
-	return &command{
+	return tableVerb(&command{
 		name:    "create",
 		summary: "create a table",
 		args:    "--env ID --name NAME [--column NAME:TYPE[:required]]... [flags]",
@@ -114,25 +114,38 @@ func dataTableCreate() *command {
 			fs.StringVar(&display, "display-name", "", "display `NAME`")
 			fs.Var(&cols, "column", "a column `NAME:TYPE[:required]`; repeat for more")
 		},
-		run: func(ctx context.Context, a *app, args []string) error {
-			env, err := a.envOf(env)
-			if err != nil {
+	}, &env, &name, nil, func(ctx context.Context, a *app, c *client.Client, env, name string) error {
+		return printWith(a, one(tableTable))(c.CreateTable(ctx, env, client.DataTable{Name: name, DisplayName: display, Columns: orEmpty(cols)}))
+	})
+}
+
+// tableVerb completes cmd, a table verb that takes --env (at *env) and the
+// table's --name (at *name) or its one argument. Its run takes both, runs
+// check (if not nil) before anything is sent, signs in and hands them to
+// do. Errors are envOf's, nameArg's, check's, the sign-in's and do's.
+func tableVerb(cmd *command, env, name *string, check func(a *app, name string) error,
+	do func(ctx context.Context, a *app, c *client.Client, env, name string) error) *command {
+	cmd.run = func(ctx context.Context, a *app, args []string) error {
+		env, err := a.envOf(*env)
+		if err != nil {
+			return err
+		}
+		name, err := nameArg(*name, args, "--name")
+		if err != nil {
+			return err
+		}
+		if check != nil {
+			if err := check(a, name); err != nil {
 				return err
 			}
-			if name, err = nameArg(name, args, "--name"); err != nil {
-				return err
-			}
-			c, _, err := a.connect()
-			if err != nil {
-				return err
-			}
-			t, err := c.CreateTable(ctx, env, client.DataTable{Name: name, DisplayName: display, Columns: orEmpty(cols)})
-			if err != nil {
-				return err
-			}
-			return a.print(t, func() table { return tableTable([]client.DataTable{*t}) })
-		},
+		}
+		c, _, err := a.connect()
+		if err != nil {
+			return err
+		}
+		return do(ctx, a, c, env, name)
 	}
+	return cmd
 }
 
 func dataTableList() *command {
@@ -155,18 +168,14 @@ func dataTableList() *command {
 			if err != nil {
 				return err
 			}
-			ts, err := c.ListTables(ctx, env)
-			if err != nil {
-				return err
-			}
-			return a.print(orEmpty(ts), func() table { return tableTable(ts) })
+			return printList(a, tableTable)(c.ListTables(ctx, env))
 		},
 	}
 }
 
 func dataTableShow() *command {
 	var env, name string
-	return &command{
+	return tableVerb(&command{
 		name:     "show",
 		summary:  "show a table's definition",
 		args:     "--env ID --name NAME [flags]",
@@ -175,31 +184,15 @@ func dataTableShow() *command {
 			envFlag(fs, &env)
 			fs.StringVar(&name, "name", "", "table `NAME`")
 		},
-		run: func(ctx context.Context, a *app, args []string) error {
-			env, err := a.envOf(env)
-			if err != nil {
-				return err
-			}
-			if name, err = nameArg(name, args, "--name"); err != nil {
-				return err
-			}
-			c, _, err := a.connect()
-			if err != nil {
-				return err
-			}
-			t, err := c.GetTable(ctx, env, name)
-			if err != nil {
-				return err
-			}
-			return a.print(t, func() table { return tableTable([]client.DataTable{*t}) })
-		},
-	}
+	}, &env, &name, nil, func(ctx context.Context, a *app, c *client.Client, env, name string) error {
+		return printWith(a, one(tableTable))(c.GetTable(ctx, env, name))
+	})
 }
 
 func dataTableDelete() *command {
 	var env, name string
 	var yes bool
-	return &command{
+	return tableVerb(&command{
 		name:     "delete",
 		summary:  "delete a table with all its rows and files",
 		args:     "--env ID --name NAME [--yes] [flags]",
@@ -208,31 +201,16 @@ func dataTableDelete() *command {
 		flags: func(fs *flag.FlagSet) {
 			envFlag(fs, &env)
 			fs.StringVar(&name, "name", "", "table `NAME`")
-			fs.BoolVar(&yes, "yes", false, "do not ask for confirmation")
+			yesFlag(fs, &yes)
 		},
-		run: func(ctx context.Context, a *app, args []string) error {
-			env, err := a.envOf(env)
-			if err != nil {
-				return err
-			}
-			if name, err = nameArg(name, args, "--name"); err != nil {
-				return err
-			}
-			if err := a.mayDestroy(yes, "data table delete", fmt.Sprintf("Delete table %s with all its rows and files?", name),
-				fmt.Sprintf("table %s was not deleted", name)); err != nil {
-				return err
-			}
-			c, _, err := a.connect()
-			if err != nil {
-				return err
-			}
+	}, &env, &name, confirmName(&yes, "data table delete", "Delete table %s with all its rows and files?", "table %s was not deleted"),
+		func(ctx context.Context, a *app, c *client.Client, env, name string) error {
 			if err := c.DeleteTable(ctx, env, name); err != nil {
 				return err
 			}
 			a.say("Deleted table %s.", name)
 			return nil
-		},
-	}
+		})
 }
 
 // --- rows ---
@@ -277,6 +255,43 @@ func (f *rowFlags) check(a *app, id bool) (string, error) {
 	}
 	return env, nil
 }
+
+// verb completes cmd, a row verb. Its run refuses arguments, checks the
+// flags (--id too if id), reads --data if data, runs check (if not nil)
+// before anything is sent, signs in and hands the environment and the row
+// read to do. Errors are those steps'.
+func (f *rowFlags) verb(cmd *command, id, data bool, check func(a *app) error,
+	do func(ctx context.Context, a *app, c *client.Client, env string, row client.DataRow) error) *command {
+	cmd.run = func(ctx context.Context, a *app, args []string) error {
+		if err := noArgs(args); err != nil {
+			return err
+		}
+		env, err := f.check(a, id)
+		if err != nil {
+			return err
+		}
+		var row client.DataRow
+		if data {
+			if row, err = a.rowData(f.data); err != nil {
+				return err
+			}
+		}
+		if check != nil {
+			if err := check(a); err != nil {
+				return err
+			}
+		}
+		c, _, err := a.connect()
+		if err != nil {
+			return err
+		}
+		return do(ctx, a, c, env, row)
+	}
+	return cmd
+}
+
+// rowOne is the table of one row of the table --table names.
+func (f *rowFlags) rowOne(r client.DataRow) table { return rowTable(f.table, []client.DataRow{r}) }
 
 // rowData reads --data: inline JSON, @FILE or @- for stdin.
 func (a *app) rowData(v string) (client.DataRow, error) {
@@ -351,7 +366,7 @@ func cell(v any) string {
 
 func dataRowCreate() *command {
 	var f rowFlags
-	return &command{
+	return f.verb(&command{
 		name:    "create",
 		summary: "create a row",
 		args:    "--env ID --table NAME --data JSON|@FILE [flags]",
@@ -361,63 +376,27 @@ func dataRowCreate() *command {
 			"keyhold data row create --env ENV --table accounts --data @row.json -o json",
 		},
 		flags: func(fs *flag.FlagSet) { f.register(fs, false, true, false) },
-		run: func(ctx context.Context, a *app, args []string) error {
-			if err := noArgs(args); err != nil {
-				return err
-			}
-			env, err := f.check(a, false)
-			if err != nil {
-				return err
-			}
-			row, err := a.rowData(f.data)
-			if err != nil {
-				return err
-			}
-			c, _, err := a.connect()
-			if err != nil {
-				return err
-			}
-			out, err := c.CreateRow(ctx, env, f.table, row)
-			if err != nil {
-				return err
-			}
-			return a.print(out, func() table { return rowTable(f.table, []client.DataRow{out}) })
-		},
-	}
+	}, false, true, nil, func(ctx context.Context, a *app, c *client.Client, env string, row client.DataRow) error {
+		return printWith(a, f.rowOne)(c.CreateRow(ctx, env, f.table, row))
+	})
 }
 
 func dataRowGet() *command {
 	var f rowFlags
-	return &command{
+	return f.verb(&command{
 		name:     "get",
 		summary:  "show a row",
 		args:     "--env ID --table NAME --id ID [flags]",
 		examples: []string{"keyhold data row get --env ENV --table accounts --id ID -o json"},
 		flags:    func(fs *flag.FlagSet) { f.register(fs, true, false, false) },
-		run: func(ctx context.Context, a *app, args []string) error {
-			if err := noArgs(args); err != nil {
-				return err
-			}
-			env, err := f.check(a, true)
-			if err != nil {
-				return err
-			}
-			c, _, err := a.connect()
-			if err != nil {
-				return err
-			}
-			out, err := c.GetRow(ctx, env, f.table, f.id)
-			if err != nil {
-				return err
-			}
-			return a.print(out, func() table { return rowTable(f.table, []client.DataRow{out}) })
-		},
-	}
+	}, true, false, nil, func(ctx context.Context, a *app, c *client.Client, env string, _ client.DataRow) error {
+		return printWith(a, f.rowOne)(c.GetRow(ctx, env, f.table, f.id))
+	})
 }
 
 func dataRowUpdate() *command {
 	var f rowFlags
-	return &command{
+	return f.verb(&command{
 		name:    "update",
 		summary: "update a row's columns (null clears one)",
 		args:    "--env ID --table NAME --id ID --data JSON|@FILE [--if-match ETAG] [flags]",
@@ -427,35 +406,15 @@ func dataRowUpdate() *command {
 			"keyhold data row update --env ENV --table accounts --id ID --data '{\"revenue\":2.5}' --if-match 'W/\"1\"'",
 		},
 		flags: func(fs *flag.FlagSet) { f.register(fs, true, true, true) },
-		run: func(ctx context.Context, a *app, args []string) error {
-			if err := noArgs(args); err != nil {
-				return err
-			}
-			env, err := f.check(a, true)
-			if err != nil {
-				return err
-			}
-			row, err := a.rowData(f.data)
-			if err != nil {
-				return err
-			}
-			c, _, err := a.connect()
-			if err != nil {
-				return err
-			}
-			out, err := c.UpdateRow(ctx, env, f.table, f.id, row, f.ifMatch)
-			if err != nil {
-				return err
-			}
-			return a.print(out, func() table { return rowTable(f.table, []client.DataRow{out}) })
-		},
-	}
+	}, true, true, nil, func(ctx context.Context, a *app, c *client.Client, env string, row client.DataRow) error {
+		return printWith(a, f.rowOne)(c.UpdateRow(ctx, env, f.table, f.id, row, f.ifMatch))
+	})
 }
 
 func dataRowDelete() *command {
 	var f rowFlags
 	var yes bool
-	return &command{
+	return f.verb(&command{
 		name:     "delete",
 		summary:  "delete a row and its files",
 		args:     "--env ID --table NAME --id ID [--if-match ETAG] [--yes] [flags]",
@@ -463,37 +422,24 @@ func dataRowDelete() *command {
 		examples: []string{"keyhold data row delete --env ENV --table accounts --id ID --yes"},
 		flags: func(fs *flag.FlagSet) {
 			f.register(fs, true, false, true)
-			fs.BoolVar(&yes, "yes", false, "do not ask for confirmation")
+			yesFlag(fs, &yes)
 		},
-		run: func(ctx context.Context, a *app, args []string) error {
-			if err := noArgs(args); err != nil {
-				return err
-			}
-			env, err := f.check(a, true)
-			if err != nil {
-				return err
-			}
-			if err := a.mayDestroy(yes, "data row delete", fmt.Sprintf("Delete row %s of table %s with its files?", f.id, f.table),
-				fmt.Sprintf("row %s was not deleted", f.id)); err != nil {
-				return err
-			}
-			c, _, err := a.connect()
-			if err != nil {
-				return err
-			}
-			if err := c.DeleteRow(ctx, env, f.table, f.id, f.ifMatch); err != nil {
-				return err
-			}
-			a.say("Deleted row %s of table %s.", f.id, f.table)
-			return nil
-		},
-	}
+	}, true, false, func(a *app) error {
+		return a.mayDestroy(yes, "data row delete", fmt.Sprintf("Delete row %s of table %s with its files?", f.id, f.table),
+			fmt.Sprintf("row %s was not deleted", f.id))
+	}, func(ctx context.Context, a *app, c *client.Client, env string, _ client.DataRow) error {
+		if err := c.DeleteRow(ctx, env, f.table, f.id, f.ifMatch); err != nil {
+			return err
+		}
+		a.say("Deleted row %s of table %s.", f.id, f.table)
+		return nil
+	})
 }
 
 func dataRowList() *command {
 	var f rowFlags
 	var top, pageSize int
-	return &command{
+	return f.verb(&command{
 		name:     "list",
 		summary:  "list a table's rows in id order",
 		args:     "--env ID --table NAME [--top N] [--page-size N] [flags]",
@@ -503,28 +449,14 @@ func dataRowList() *command {
 			fs.IntVar(&top, "top", 0, "at most `N` rows (0: all)")
 			fs.IntVar(&pageSize, "page-size", 0, "ask for pages of `N` rows (at most 5000; 0: the server's default)")
 		},
-		run: func(ctx context.Context, a *app, args []string) error {
-			if err := noArgs(args); err != nil {
-				return err
-			}
-			env, err := f.check(a, false)
-			if err != nil {
-				return err
-			}
-			if top < 0 || pageSize < 0 {
-				return usagef("--top and --page-size take 0 or more")
-			}
-			c, _, err := a.connect()
-			if err != nil {
-				return err
-			}
-			rows, err := c.ListRows(ctx, env, f.table, top, pageSize)
-			if err != nil {
-				return err
-			}
-			return a.print(orEmpty(rows), func() table { return rowTable(f.table, rows) })
-		},
-	}
+	}, false, false, func(*app) error {
+		if top < 0 || pageSize < 0 {
+			return usagef("--top and --page-size take 0 or more")
+		}
+		return nil
+	}, func(ctx context.Context, a *app, c *client.Client, env string, _ client.DataRow) error {
+		return printList(a, func(rows []client.DataRow) table { return rowTable(f.table, rows) })(c.ListRows(ctx, env, f.table, top, pageSize))
+	})
 }
 
 // --- files ---
@@ -607,11 +539,7 @@ func dataFileUpload() *command {
 			if err != nil {
 				return err
 			}
-			out, err := c.UploadFile(ctx, env, f.table, f.id, f.column, r, size, name, f.contentType, f.ifMatch)
-			if err != nil {
-				return err
-			}
-			return a.print(out, func() table { return fileTable(out) })
+			return printWith(a, fileTable)(c.UploadFile(ctx, env, f.table, f.id, f.column, r, size, name, f.contentType, f.ifMatch))
 		},
 	}
 }
