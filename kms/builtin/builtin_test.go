@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"math/big"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/envelope"
+	"github.com/keyhold/keyhold/internal/unitenv"
 	"github.com/keyhold/keyhold/keyvault"
 	"github.com/keyhold/keyhold/keyvault/keycrypto"
 	"github.com/keyhold/keyhold/kms"
@@ -26,7 +26,6 @@ import (
 	"github.com/keyhold/keyhold/kms/kmstest"
 	"github.com/keyhold/keyhold/rbac"
 	"github.com/keyhold/keyhold/seal"
-	"github.com/keyhold/keyhold/sqlite"
 )
 
 const (
@@ -45,46 +44,29 @@ type env struct {
 	seal  *seal.Key
 	vault *keyvault.Service
 	drv   *builtin.Driver
-	now   time.Time
-	mu    sync.Mutex
+	clock *unitenv.Clock
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "kms.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := unitenv.SQLite(t, "kms.db")
 	sk, err := seal.NewKey(seal.GenerateMasterKey())
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, store: st, seal: sk, now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	e.vault = keyvault.New(keyvault.Config{Store: st, Seal: sk, Authz: rbac.New(st), PublicURL: "https://kv.test/", Now: e.clock})
-	e.drv = builtin.New(builtin.Config{Store: st, Vault: e.vault, Seal: sk, Now: e.clock})
-	if err := st.CreateTenant(ctx, &keyhold.Tenant{ID: tenant, DisplayName: "Contoso", DefaultDomain: "contoso.test", CreatedAt: e.now}); err != nil {
+	e := &env{t: t, store: st, seal: sk, clock: unitenv.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))}
+	e.vault = keyvault.New(keyvault.Config{Store: st, Seal: sk, Authz: rbac.New(st), PublicURL: "https://kv.test/", Now: e.clock.Now})
+	e.drv = builtin.New(builtin.Config{Store: st, Vault: e.vault, Seal: sk, Now: e.clock.Now})
+	if err := st.CreateTenant(ctx, &keyhold.Tenant{ID: tenant, DisplayName: "Contoso", DefaultDomain: "contoso.test", CreatedAt: e.clock.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	mi := &keyhold.Principal{ID: miOID, TenantID: tenant, Type: keyhold.PrincipalManagedIdentity, DisplayName: "ep-contoso",
-		AppID: "app-3f2a9c1e", ResourceID: policyID, CreatedAt: e.now}
+		AppID: "app-3f2a9c1e", ResourceID: policyID, CreatedAt: e.clock.Now()}
 	if err := st.CreatePrincipal(ctx, mi); err != nil {
 		t.Fatal(err)
 	}
 	return e
-}
-
-func (e *env) clock() time.Time {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.now
-}
-
-func (e *env) advance(d time.Duration) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.now = e.now.Add(d)
 }
 
 // putVault stores the vault resource as the management plane would: the
@@ -149,7 +131,7 @@ func (e *env) assignCryptoUser(name string) {
 	e.t.Helper()
 	def, _ := rbac.RoleByName(rbac.RoleKeyVaultCryptoServiceEncryptionUser)
 	a := &keyhold.RoleAssignment{Name: name, TenantID: tenant, Scope: vaultID, RoleDefinitionID: def.ID,
-		PrincipalID: miOID, PrincipalType: keyhold.PrincipalServicePrincipal, CreatedAt: e.now, UpdatedAt: e.now}
+		PrincipalID: miOID, PrincipalType: keyhold.PrincipalServicePrincipal, CreatedAt: e.clock.Now(), UpdatedAt: e.clock.Now()}
 	if err := e.store.CreateRoleAssignment(context.Background(), a); err != nil {
 		e.t.Fatal(err)
 	}
@@ -245,7 +227,7 @@ func TestConformancePlatform(t *testing.T) {
 		}
 		e.seal = platformKey.seal
 		platformKey.Unlock()
-		e.drv = builtin.New(builtin.Config{Store: e.store, Vault: e.vault, Seal: e.seal, Now: e.clock})
+		e.drv = builtin.New(builtin.Config{Store: e.store, Vault: e.vault, Seal: e.seal, Now: e.clock.Now})
 		ref, err := builtin.EnsurePlatformKey(ctx, e.store, e.seal)
 		if err != nil || ref.KeyVersion != platformKey.v.Version {
 			t.Fatalf("EnsurePlatformKey = %+v, %v; want the stored version", ref, err)
@@ -347,8 +329,8 @@ func TestCustomerKeyAccess(t *testing.T) {
 			e.patchKey("cmk", `{"attributes":{"enabled":false}}`)
 		}, want: keyhold.EForbidden},
 		{name: "key expired", vault: wrapUnwrap, setup: func(t *testing.T, e *env) {
-			e.patchKey("cmk", fmt.Sprintf(`{"attributes":{"exp":%d}}`, e.clock().Add(time.Hour).Unix()))
-			e.advance(2 * time.Hour)
+			e.patchKey("cmk", fmt.Sprintf(`{"attributes":{"exp":%d}}`, e.clock.Now().Add(time.Hour).Unix()))
+			e.clock.Add(2 * time.Hour)
 		}, want: keyhold.EForbidden},
 		{name: "key deleted", vault: wrapUnwrap, setup: func(t *testing.T, e *env) {
 			if code, m := e.call("DELETE", "/vaults/kv-cmk/keys/cmk", ""); code != 200 {
@@ -607,11 +589,11 @@ func TestBuiltinWarmPathMakesNoVaultCalls(t *testing.T) {
 	// keyring reads it from the store.
 	if err := e.store.CreateEnvironment(ctx, &keyhold.Environment{ID: "env-1", TenantID: tenant, DisplayName: "Sales", Region: "europe",
 		Type: keyhold.EnvProduction, RuntimeState: keyhold.RuntimeEnabled, KeyManagedBy: keyhold.KeyManagedByCustomer,
-		EncryptionStatus: keyhold.EncryptionEncrypted, CreatedAt: e.now, UpdatedAt: e.now}); err != nil {
+		EncryptionStatus: keyhold.EncryptionEncrypted, CreatedAt: e.clock.Now(), UpdatedAt: e.clock.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	g := &keyhold.RootKeyGeneration{EnvironmentID: "env-1", Generation: 1, Wrapped: wrapped, WrappedBy: used, State: keyhold.GenerationActive,
-		CreatedAt: e.now, UpdatedAt: e.now}
+		CreatedAt: e.clock.Now(), UpdatedAt: e.clock.Now()}
 	if err := e.store.CreateGeneration(ctx, g); err != nil {
 		t.Fatal(err)
 	}
