@@ -59,6 +59,32 @@ func (k *keyFlags) check(args []string, withName bool) error {
 	return err
 }
 
+// verb completes cmd, a key verb. Its run checks --vault and, if
+// withName, the key's --name or argument; runs check (if not nil) before
+// anything is sent, signs in and hands the client to do. Errors are those
+// steps'.
+func (k *keyFlags) verb(cmd *command, withName bool, check func(a *app) error, do func(ctx context.Context, a *app, c *client.Client) error) *command {
+	cmd.run = func(ctx context.Context, a *app, args []string) error {
+		if err := k.check(args, withName); err != nil {
+			return err
+		}
+		if check != nil {
+			if err := check(a); err != nil {
+				return err
+			}
+		}
+		c, _, err := a.connect()
+		if err != nil {
+			return err
+		}
+		return do(ctx, a, c)
+	}
+	return cmd
+}
+
+// keyOne is the table of one key.
+func keyOne(b *client.KeyBundle) table { return keyTable(b) }
+
 func unixTime(u *int64) string {
 	if u == nil || *u == 0 {
 		return ""
@@ -116,7 +142,8 @@ func keyCreate() *command {
 	var ops listFlag
 	var disabled bool
 	tags := tagFlag{}
-	return &command{
+	var p client.KeyCreate
+	return k.verb(&command{
 		name:    "create",
 		summary: "create a key, or a new version of it",
 		args:    "--vault NAME --name KEY [--kty RSA|EC] [--size BITS] [--curve P-256] [flags]",
@@ -136,29 +163,17 @@ func keyCreate() *command {
 			fs.BoolVar(&disabled, "disabled", false, "create the key disabled")
 			fs.Var(tags, "tag", "a `KEY=VALUE` tag; repeat for more")
 		},
-		run: func(ctx context.Context, a *app, args []string) error {
-			if err := k.check(args, true); err != nil {
-				return err
-			}
-			p := client.KeyCreate{Kty: kty, KeySize: size, Curve: curve, KeyOps: ops, Tags: tags, Disabled: disabled}
-			var err error
-			if p.NotBefore, err = parseTimeFlag("not-before", nbf, a.now()); err != nil {
-				return err
-			}
-			if p.Expires, err = parseTimeFlag("expires", exp, a.now()); err != nil {
-				return err
-			}
-			c, _, err := a.connect()
-			if err != nil {
-				return err
-			}
-			b, err := c.CreateKey(ctx, k.vault, k.name, p)
-			if err != nil {
-				return err
-			}
-			return a.print(b, func() table { return keyTable(b) })
-		},
-	}
+	}, true, func(a *app) error {
+		p = client.KeyCreate{Kty: kty, KeySize: size, Curve: curve, KeyOps: ops, Tags: tags, Disabled: disabled}
+		var err error
+		if p.NotBefore, err = parseTimeFlag("not-before", nbf, a.now()); err != nil {
+			return err
+		}
+		p.Expires, err = parseTimeFlag("expires", exp, a.now())
+		return err
+	}, func(ctx context.Context, a *app, c *client.Client) error {
+		return printWith(a, keyOne)(c.CreateKey(ctx, k.vault, k.name, p))
+	})
 }
 
 func keyImport() *command {
@@ -202,11 +217,7 @@ func keyImport() *command {
 			if err != nil {
 				return err
 			}
-			b, err := c.ImportKey(ctx, k.vault, k.name, jwk, hsm, tags)
-			if err != nil {
-				return err
-			}
-			return a.print(b, func() table { return keyTable(b) })
+			return printWith(a, keyOne)(c.ImportKey(ctx, k.vault, k.name, jwk, hsm, tags))
 		},
 	}
 }
@@ -277,7 +288,7 @@ func privateJWK(raw []byte, ops []string) (json.RawMessage, error) {
 func keyShow() *command {
 	var k keyFlags
 	var version string
-	return &command{
+	return k.verb(&command{
 		name:     "show",
 		summary:  "show a key (its latest version, or --version)",
 		args:     "--vault NAME --name KEY [--version V] [flags]",
@@ -286,27 +297,15 @@ func keyShow() *command {
 			k.register(fs, true)
 			fs.StringVar(&version, "version", "", "key `VERSION` (default the latest)")
 		},
-		run: func(ctx context.Context, a *app, args []string) error {
-			if err := k.check(args, true); err != nil {
-				return err
-			}
-			c, _, err := a.connect()
-			if err != nil {
-				return err
-			}
-			b, err := c.GetKey(ctx, k.vault, k.name, version)
-			if err != nil {
-				return err
-			}
-			return a.print(b, func() table { return keyTable(b) })
-		},
-	}
+	}, true, nil, func(ctx context.Context, a *app, c *client.Client) error {
+		return printWith(a, keyOne)(c.GetKey(ctx, k.vault, k.name, version))
+	})
 }
 
 func keyList() *command {
 	var k keyFlags
 	var deleted bool
-	return &command{
+	return k.verb(&command{
 		name:     "list",
 		summary:  "list a vault's keys",
 		args:     "--vault NAME [--deleted] [flags]",
@@ -315,60 +314,40 @@ func keyList() *command {
 			k.register(fs, false)
 			fs.BoolVar(&deleted, "deleted", false, "list soft-deleted keys instead")
 		},
-		run: func(ctx context.Context, a *app, args []string) error {
-			if err := k.check(args, false); err != nil {
-				return err
-			}
-			c, _, err := a.connect()
-			if err != nil {
-				return err
-			}
-			list := c.ListKeys
+	}, false, nil, func(ctx context.Context, a *app, c *client.Client) error {
+		list := c.ListKeys
+		if deleted {
+			list = c.ListDeletedKeys
+		}
+		items, err := list(ctx, k.vault)
+		if err != nil {
+			return err
+		}
+		sort.SliceStable(items, func(i, j int) bool { return strings.ToLower(items[i].Name()) < strings.ToLower(items[j].Name()) })
+		return a.print(orEmpty(items), func() table {
+			t := keyItemTable(items, false)
 			if deleted {
-				list = c.ListDeletedKeys
-			}
-			items, err := list(ctx, k.vault)
-			if err != nil {
-				return err
-			}
-			sort.SliceStable(items, func(i, j int) bool { return strings.ToLower(items[i].Name()) < strings.ToLower(items[j].Name()) })
-			return a.print(orEmpty(items), func() table {
-				t := keyItemTable(items, false)
-				if deleted {
-					t.header = append(t.header, "PURGE DATE")
-					for i, it := range items {
-						t.rows[i] = append(t.rows[i], unixTime(it.ScheduledPurgeDate))
-					}
+				t.header = append(t.header, "PURGE DATE")
+				for i, it := range items {
+					t.rows[i] = append(t.rows[i], unixTime(it.ScheduledPurgeDate))
 				}
-				return t
-			})
-		},
-	}
+			}
+			return t
+		})
+	})
 }
 
 func keyVersions() *command {
 	var k keyFlags
-	return &command{
+	return k.verb(&command{
 		name:     "versions",
 		summary:  "list the versions of a key",
 		args:     "--vault NAME --name KEY [flags]",
 		examples: []string{"keyhold key versions --vault kv-contoso --name cmk"},
 		flags:    func(fs *flag.FlagSet) { k.register(fs, true) },
-		run: func(ctx context.Context, a *app, args []string) error {
-			if err := k.check(args, true); err != nil {
-				return err
-			}
-			c, _, err := a.connect()
-			if err != nil {
-				return err
-			}
-			items, err := c.ListKeyVersions(ctx, k.vault, k.name)
-			if err != nil {
-				return err
-			}
-			return a.print(orEmpty(items), func() table { return keyItemTable(items, true) })
-		},
-	}
+	}, true, nil, func(ctx context.Context, a *app, c *client.Client) error {
+		return printList(a, func(items []client.KeyItem) table { return keyItemTable(items, true) })(c.ListKeyVersions(ctx, k.vault, k.name))
+	})
 }
 
 func keyUpdate() *command {
@@ -376,7 +355,8 @@ func keyUpdate() *command {
 	var version, enabled, nbf, exp string
 	var ops listFlag
 	tags := tagFlag{}
-	return &command{
+	var u client.KeyUpdate
+	return k.verb(&command{
 		name:    "update",
 		summary: "change a key version's enabled state, dates, operations or tags",
 		args:    "--vault NAME --name KEY [--enabled true|false] [--expires T] [--ops LIST] [flags]",
@@ -393,55 +373,44 @@ func keyUpdate() *command {
 			fs.Var(&ops, "ops", "permitted `OPERATIONS`, comma-separated")
 			fs.Var(tags, "tag", "a `KEY=VALUE` tag, replacing all tags; repeat for more")
 		},
-		run: func(ctx context.Context, a *app, args []string) error {
-			if err := k.check(args, true); err != nil {
-				return err
+	}, true, func(a *app) error {
+		switch enabled {
+		case "":
+		case "true", "false":
+			b := enabled == "true"
+			u.Enabled = &b
+		default:
+			return usagef("--enabled must be true or false, not %q", enabled)
+		}
+		for _, f := range []struct {
+			name, val string
+			dst       **time.Time
+		}{{"not-before", nbf, &u.NotBefore}, {"expires", exp, &u.Expires}} {
+			if f.val == "" {
+				continue
 			}
-			var u client.KeyUpdate
-			switch enabled {
-			case "":
-			case "true", "false":
-				b := enabled == "true"
-				u.Enabled = &b
-			default:
-				return usagef("--enabled must be true or false, not %q", enabled)
-			}
-			for _, f := range []struct {
-				name, val string
-				dst       **time.Time
-			}{{"not-before", nbf, &u.NotBefore}, {"expires", exp, &u.Expires}} {
-				if f.val == "" {
-					continue
+			t := time.Time{}
+			if f.val != "none" {
+				var err error
+				if t, err = parseTimeFlag(f.name, f.val, a.now()); err != nil {
+					return err
 				}
-				t := time.Time{}
-				if f.val != "none" {
-					var err error
-					if t, err = parseTimeFlag(f.name, f.val, a.now()); err != nil {
-						return err
-					}
-				}
-				*f.dst = &t
 			}
-			if ops != nil {
-				u.KeyOps = ops
-			}
-			if len(tags) > 0 {
-				u.Tags = tags
-			}
-			if u.Enabled == nil && u.NotBefore == nil && u.Expires == nil && u.KeyOps == nil && u.Tags == nil {
-				return usagef("nothing to change: give --enabled, --not-before, --expires, --ops or --tag")
-			}
-			c, _, err := a.connect()
-			if err != nil {
-				return err
-			}
-			b, err := c.UpdateKey(ctx, k.vault, k.name, version, u)
-			if err != nil {
-				return err
-			}
-			return a.print(b, func() table { return keyTable(b) })
-		},
-	}
+			*f.dst = &t
+		}
+		if ops != nil {
+			u.KeyOps = ops
+		}
+		if len(tags) > 0 {
+			u.Tags = tags
+		}
+		if u.Enabled == nil && u.NotBefore == nil && u.Expires == nil && u.KeyOps == nil && u.Tags == nil {
+			return usagef("nothing to change: give --enabled, --not-before, --expires, --ops or --tag")
+		}
+		return nil
+	}, func(ctx context.Context, a *app, c *client.Client) error {
+		return printWith(a, keyOne)(c.UpdateKey(ctx, k.vault, k.name, version, u))
+	})
 }
 
 func keyDelete() *command {
@@ -468,27 +437,19 @@ func keyRotate() *command {
 func keyVerb(name, summary string, op func(*client.Client, context.Context, string, string) (*client.KeyBundle, error),
 	show func(a *app, k keyFlags, b *client.KeyBundle) error) *command {
 	var k keyFlags
-	return &command{
+	return k.verb(&command{
 		name:     name,
 		summary:  summary,
 		args:     "--vault NAME --name KEY [flags]",
 		examples: []string{"keyhold key " + name + " --vault kv-contoso --name cmk"},
 		flags:    func(fs *flag.FlagSet) { k.register(fs, true) },
-		run: func(ctx context.Context, a *app, args []string) error {
-			if err := k.check(args, true); err != nil {
-				return err
-			}
-			c, _, err := a.connect()
-			if err != nil {
-				return err
-			}
-			b, err := op(c, ctx, k.vault, k.name)
-			if err != nil {
-				return err
-			}
-			return show(a, k, b)
-		},
-	}
+	}, true, nil, func(ctx context.Context, a *app, c *client.Client) error {
+		b, err := op(c, ctx, k.vault, k.name)
+		if err != nil {
+			return err
+		}
+		return show(a, k, b)
+	})
 }
 
 // printKey prints a key as JSON or as a one-row table.
@@ -499,7 +460,7 @@ func printKey(a *app, _ keyFlags, b *client.KeyBundle) error {
 func keyPurge() *command {
 	var k keyFlags
 	var yes bool
-	return &command{
+	return k.verb(&command{
 		name:     "purge",
 		summary:  "purge a soft-deleted key for good",
 		args:     "--vault NAME --name KEY [--yes] [flags]",
@@ -507,27 +468,18 @@ func keyPurge() *command {
 		examples: []string{"keyhold key purge --vault kv-contoso --name cmk --yes"},
 		flags: func(fs *flag.FlagSet) {
 			k.register(fs, true)
-			fs.BoolVar(&yes, "yes", false, "do not ask for confirmation")
+			yesFlag(fs, &yes)
 		},
-		run: func(ctx context.Context, a *app, args []string) error {
-			if err := k.check(args, true); err != nil {
-				return err
-			}
-			if err := a.mayDestroy(yes, "key purge", fmt.Sprintf("Purge key %s from vault %s for good?", k.name, k.vault),
-				fmt.Sprintf("key %s was not purged", k.name)); err != nil {
-				return err
-			}
-			c, _, err := a.connect()
-			if err != nil {
-				return err
-			}
-			if err := c.PurgeKey(ctx, k.vault, k.name); err != nil {
-				return err
-			}
-			a.say("Purged key %s.", k.name)
-			return nil
-		},
-	}
+	}, true, func(a *app) error {
+		return a.mayDestroy(yes, "key purge", fmt.Sprintf("Purge key %s from vault %s for good?", k.name, k.vault),
+			fmt.Sprintf("key %s was not purged", k.name))
+	}, func(ctx context.Context, a *app, c *client.Client) error {
+		if err := c.PurgeKey(ctx, k.vault, k.name); err != nil {
+			return err
+		}
+		a.say("Purged key %s.", k.name)
+		return nil
+	})
 }
 
 // keyWrap is "key wrap" or "key unwrap".
