@@ -11,6 +11,7 @@ import (
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/events"
+	"github.com/keyhold/keyhold/internal/unitenv"
 	"github.com/keyhold/keyhold/postgres"
 )
 
@@ -95,7 +96,7 @@ func (n *node) none(t *testing.T, d time.Duration) {
 }
 
 func TestBridge(t *testing.T) {
-	url := baseURL(t)
+	url := unitenv.PostgresURL(t)
 	prefix := "/test/" + randomHex(8)
 	a, b := startNode(t, url, prefix), startNode(t, url, prefix)
 
@@ -129,7 +130,7 @@ func TestBridge(t *testing.T) {
 }
 
 func TestBridgeLargeEvents(t *testing.T) {
-	url := baseURL(t)
+	url := unitenv.PostgresURL(t)
 	prefix := "/test/" + randomHex(8)
 	a, b := startNode(t, url, prefix), startNode(t, url, prefix)
 
@@ -153,7 +154,7 @@ func TestBridgeLargeEvents(t *testing.T) {
 // TestBridgeReconnect kills B's listening connection: B reconnects, injects
 // a Resync, and hears A again.
 func TestBridgeReconnect(t *testing.T) {
-	url := baseURL(t)
+	url := unitenv.PostgresURL(t)
 	prefix := "/test/" + randomHex(8)
 	a, b := startNode(t, url, prefix), startNode(t, url, prefix)
 
@@ -181,7 +182,7 @@ func TestBridgeReconnect(t *testing.T) {
 // TestBridgeStop stops B: it hears nothing more and A's events still flow
 // locally. Stop may be called twice.
 func TestBridgeStop(t *testing.T) {
-	url := baseURL(t)
+	url := unitenv.PostgresURL(t)
 	prefix := "/test/" + randomHex(8)
 	a, b := startNode(t, url, prefix), startNode(t, url, prefix)
 	b.stop()
