@@ -2,13 +2,10 @@ package sqlite_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/sqlite"
@@ -73,83 +70,27 @@ func TestOpenRejects(t *testing.T) {
 // TestMigrationsIdempotent reopens a database several times, at once and in
 // turn: each migration is recorded once and the schema is intact.
 func TestMigrationsIdempotent(t *testing.T) {
-	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "keyhold.db")
-	var wg sync.WaitGroup
-	errs := make([]error, 4)
-	stores := make([]keyhold.Store, 4)
-	for i := range stores {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			stores[i], errs[i] = sqlite.Open(ctx, path)
-		}()
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("concurrent Open #%d: %v", i, err)
-		}
-		stores[i].Close()
+	for _, s := range storetest.OpenAtOnce(t, 4, func() (keyhold.Store, error) { return sqlite.Open(context.Background(), path) }) {
+		s.Close()
 	}
 	s := open(t, path)
 	defer s.Close()
-	db := s.(*sqlstore.Store).DB()
 	ms, err := sqlstore.LoadMigrations(os.DirFS("migrations"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var n, max int
-	if err := db.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&n, &max); err != nil {
-		t.Fatal(err)
-	}
-	if n != len(ms) || max != ms[len(ms)-1].Version {
-		t.Errorf("schema_migrations: %d rows up to %d, want %d up to %d", n, max, len(ms), ms[len(ms)-1].Version)
-	}
-	var heads int
-	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM audit_head`).Scan(&heads); err != nil || heads != 1 {
-		t.Errorf("audit_head rows: %d (%v), want 1", heads, err)
-	}
+	storetest.MigratedOnce(t, s.(*sqlstore.Store).DB(), len(ms), ms[len(ms)-1].Version)
 }
 
 // TestAuditAcrossProcesses appends through two separately opened stores on
 // the same file, as two processes would: the chain stays whole.
 func TestAuditAcrossProcesses(t *testing.T) {
-	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "keyhold.db")
 	a, b := open(t, path), open(t, path)
 	defer a.Close()
 	defer b.Close()
-	var wg sync.WaitGroup
-	errs := make(chan error, 64)
-	for i, s := range []keyhold.Store{a, b, a, b} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range 15 {
-				r := &keyhold.AuditRecord{Time: time.Now(), RequestID: fmt.Sprintf("%d-%d", i, j)}
-				if err := s.AppendAudit(ctx, r); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatalf("AppendAudit: %v", err)
-	}
-	recs, err := a.ListAudit(ctx, keyhold.AuditFilter{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(recs) != 60 {
-		t.Errorf("got %d records, want 60", len(recs))
-	}
-	if _, err := keyhold.VerifyAuditChain(nil, recs); err != nil {
-		t.Error(err)
-	}
+	storetest.AuditAcrossStores(t, a, b)
 }
 
 // TestAwkwardPath opens a file whose path needs escaping in a SQLite URI.
