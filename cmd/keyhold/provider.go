@@ -34,7 +34,7 @@ func providerList() *command {
 
 func providerShow() *command {
 	var ns string
-	return &command{
+	return byNameInSub(&command{
 		name:     "show",
 		summary:  "show a resource provider",
 		args:     "--namespace NAMESPACE [flags]",
@@ -42,22 +42,9 @@ func providerShow() *command {
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&ns, "namespace", "", "provider `NAMESPACE`, such as Microsoft.PowerPlatform")
 		},
-		run: func(ctx context.Context, a *app, args []string) error {
-			ns, err := nameArg(ns, args, "--namespace")
-			if err != nil {
-				return err
-			}
-			c, sub, err := a.connectSub()
-			if err != nil {
-				return err
-			}
-			p, err := c.GetProvider(ctx, sub, ns)
-			if err != nil {
-				return err
-			}
-			return a.print(p, func() table { return providerTable([]client.Provider{*p}) })
-		},
-	}
+	}, &ns, "--namespace", nil, func(ctx context.Context, a *app, c *client.Client, sub, ns string) error {
+		return printWith(a, one(providerTable))(c.GetProvider(ctx, sub, ns))
+	})
 }
 
 // providerRegister is the register command, or unregister if !register.
@@ -80,17 +67,10 @@ func providerRegister(register bool) *command {
 		c.examples = []string{"keyhold provider unregister --namespace Microsoft.PowerPlatform --wait"}
 		verb, final = "unregistering", "Unregistered"
 	}
-	c.run = func(ctx context.Context, a *app, args []string) error {
-		ns, err := nameArg(ns, args, "--namespace")
-		if err != nil {
-			return err
-		}
-		cl, sub, err := a.connectSub()
-		if err != nil {
-			return err
-		}
+	return byNameInSub(c, &ns, "--namespace", nil, func(ctx context.Context, a *app, cl *client.Client, sub, ns string) error {
 		pr := a.progress(verb + " " + ns)
 		var p *client.Provider
+		var err error
 		if register {
 			p, err = cl.RegisterProvider(ctx, sub, ns, wait, pr.tick)
 		} else {
@@ -104,6 +84,5 @@ func providerRegister(register bool) *command {
 			a.say("%s is %s; run 'keyhold provider show --namespace %s' to follow it, or use --wait.", ns, p.RegistrationState, ns)
 		}
 		return a.print(p, func() table { return providerTable([]client.Provider{*p}) })
-	}
-	return c
+	})
 }

@@ -52,9 +52,19 @@ func (a *app) printSecret(s spSecret) error {
 	})
 }
 
+// addSecret gives sp a client secret with the display name name and prints
+// it, the one time it can be seen. Errors are the server's.
+func (a *app) addSecret(ctx context.Context, c *client.Client, s settings, sp *client.ServicePrincipal, name string) error {
+	pc, err := c.AddPassword(ctx, sp.ID, name)
+	if err != nil {
+		return err
+	}
+	return a.printSecret(spSecret{ID: sp.ID, AppID: sp.AppID, DisplayName: sp.DisplayName, Tenant: s.tenant, KeyID: pc.KeyID, ClientSecret: pc.SecretText, EndDateTime: pc.EndDateTime})
+}
+
 func spCreate() *command {
 	var displayName string
-	return &command{
+	return byName(&command{
 		name:    "create",
 		summary: "create a service principal with a client secret",
 		args:    "--display-name NAME [flags]",
@@ -64,26 +74,13 @@ func spCreate() *command {
 			"keyhold sp create --display-name automation -o json",
 		},
 		flags: func(fs *flag.FlagSet) { fs.StringVar(&displayName, "display-name", "", "display `NAME`") },
-		run: func(ctx context.Context, a *app, args []string) error {
-			displayName, err := nameArg(displayName, args, "--display-name")
-			if err != nil {
-				return err
-			}
-			c, s, err := a.connect()
-			if err != nil {
-				return err
-			}
-			sp, err := c.CreateServicePrincipal(ctx, displayName)
-			if err != nil {
-				return err
-			}
-			pc, err := c.AddPassword(ctx, sp.ID, "keyhold cli")
-			if err != nil {
-				return err
-			}
-			return a.printSecret(spSecret{ID: sp.ID, AppID: sp.AppID, DisplayName: sp.DisplayName, Tenant: s.tenant, KeyID: pc.KeyID, ClientSecret: pc.SecretText, EndDateTime: pc.EndDateTime})
-		},
-	}
+	}, &displayName, "--display-name", nil, func(ctx context.Context, a *app, c *client.Client, s settings, displayName string) error {
+		sp, err := c.CreateServicePrincipal(ctx, displayName)
+		if err != nil {
+			return err
+		}
+		return a.addSecret(ctx, c, s, sp, "keyhold cli")
+	})
 }
 
 func spList() *command {
@@ -94,7 +91,7 @@ func spList() *command {
 // spByID is a command that names one service principal with --id.
 func spByID(name, summary string, examples []string, extra func(fs *flag.FlagSet), do func(ctx context.Context, a *app, c *client.Client, s settings, sp *client.ServicePrincipal) error) *command {
 	var id string
-	return &command{
+	return byName(&command{
 		name:     name,
 		summary:  summary,
 		args:     "--id ID [flags]",
@@ -105,22 +102,13 @@ func spByID(name, summary string, examples []string, extra func(fs *flag.FlagSet
 				extra(fs)
 			}
 		},
-		run: func(ctx context.Context, a *app, args []string) error {
-			id, err := nameArg(id, args, "--id")
-			if err != nil {
-				return err
-			}
-			c, s, err := a.connect()
-			if err != nil {
-				return err
-			}
-			sp, err := c.GetServicePrincipal(ctx, id)
-			if err != nil {
-				return err
-			}
-			return do(ctx, a, c, s, sp)
-		},
-	}
+	}, &id, "--id", nil, func(ctx context.Context, a *app, c *client.Client, s settings, id string) error {
+		sp, err := c.GetServicePrincipal(ctx, id)
+		if err != nil {
+			return err
+		}
+		return do(ctx, a, c, s, sp)
+	})
 }
 
 func spShow() *command {
@@ -148,10 +136,6 @@ func spAddSecret() *command {
 			fs.StringVar(&name, "name", "keyhold cli", "a display `NAME` for the secret")
 		},
 		func(ctx context.Context, a *app, c *client.Client, s settings, sp *client.ServicePrincipal) error {
-			pc, err := c.AddPassword(ctx, sp.ID, name)
-			if err != nil {
-				return err
-			}
-			return a.printSecret(spSecret{ID: sp.ID, AppID: sp.AppID, DisplayName: sp.DisplayName, Tenant: s.tenant, KeyID: pc.KeyID, ClientSecret: pc.SecretText, EndDateTime: pc.EndDateTime})
+			return a.addSecret(ctx, c, s, sp, name)
 		})
 }

@@ -78,7 +78,8 @@ func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
 func userCreate() *command {
 	var upn, displayName, password string
 	var roles stringsFlag
-	return &command{
+	var ids []string
+	return byName(&command{
 		name:    "create",
 		summary: "create a user",
 		args:    "--upn UPN --display-name NAME [--user-password PASSWORD] [--role ROLE]... [flags]",
@@ -94,42 +95,34 @@ func userCreate() *command {
 			fs.StringVar(&password, "user-password", "", "the new user's `PASSWORD`")
 			fs.Var(&roles, "role", "directory `ROLE` to give, such as 'Power Platform Administrator'; repeat for more")
 		},
-		run: func(ctx context.Context, a *app, args []string) error {
-			upn, err := nameArg(upn, args, "--upn")
+	}, &upn, "--upn", func(_ *app, upn string) error {
+		if displayName == "" {
+			displayName = strings.SplitN(upn, "@", 2)[0]
+		}
+		for _, r := range roles {
+			id, err := roleTemplateID(r)
 			if err != nil {
 				return err
 			}
-			if displayName == "" {
-				displayName = strings.SplitN(upn, "@", 2)[0]
+			ids = append(ids, id)
+		}
+		return nil
+	}, func(ctx context.Context, a *app, c *client.Client, _ settings, upn string) error {
+		pw, err := a.newPassword(password, upn)
+		if err != nil {
+			return err
+		}
+		u, err := c.CreateUser(ctx, upn, displayName, pw)
+		if err != nil {
+			return err
+		}
+		for i, id := range ids {
+			if err := c.AddDirectoryRoleMember(ctx, id, u.ID); err != nil {
+				return fmt.Errorf("user %s was created, but giving it the role %q failed: %w", upn, roles[i], err)
 			}
-			var ids []string
-			for _, r := range roles {
-				id, err := roleTemplateID(r)
-				if err != nil {
-					return err
-				}
-				ids = append(ids, id)
-			}
-			c, _, err := a.connect()
-			if err != nil {
-				return err
-			}
-			pw, err := a.newPassword(password, upn)
-			if err != nil {
-				return err
-			}
-			u, err := c.CreateUser(ctx, upn, displayName, pw)
-			if err != nil {
-				return err
-			}
-			for i, id := range ids {
-				if err := c.AddDirectoryRoleMember(ctx, id, u.ID); err != nil {
-					return fmt.Errorf("user %s was created, but giving it the role %q failed: %w", upn, roles[i], err)
-				}
-			}
-			return a.print(u, func() table { return userTable([]client.User{*u}) })
-		},
-	}
+		}
+		return a.print(u, func() table { return userTable([]client.User{*u}) })
+	})
 }
 
 func userList() *command {
@@ -141,7 +134,11 @@ func userList() *command {
 // check, if not nil, validates the flags before anything is sent.
 func userByID(name, summary, args string, examples []string, extra func(fs *flag.FlagSet), check func() error, do func(ctx context.Context, a *app, c *client.Client, id string) error) *command {
 	var id string
-	return &command{
+	var checkID func(*app, string) error
+	if check != nil {
+		checkID = func(*app, string) error { return check() }
+	}
+	return byName(&command{
 		name:     name,
 		summary:  summary,
 		args:     args,
@@ -152,34 +149,16 @@ func userByID(name, summary, args string, examples []string, extra func(fs *flag
 				extra(fs)
 			}
 		},
-		run: func(ctx context.Context, a *app, args []string) error {
-			id, err := nameArg(id, args, "--id")
-			if err != nil {
-				return err
-			}
-			if check != nil {
-				if err := check(); err != nil {
-					return err
-				}
-			}
-			c, _, err := a.connect()
-			if err != nil {
-				return err
-			}
-			return do(ctx, a, c, id)
-		},
-	}
+	}, &id, "--id", checkID, func(ctx context.Context, a *app, c *client.Client, _ settings, id string) error {
+		return do(ctx, a, c, id)
+	})
 }
 
 func userShow() *command {
 	return userByID("show", "show a user", "--id ID|UPN [flags]",
 		[]string{"keyhold user show --id alice@contoso.keyhold.local"}, nil, nil,
 		func(ctx context.Context, a *app, c *client.Client, id string) error {
-			u, err := c.GetUser(ctx, id)
-			if err != nil {
-				return err
-			}
-			return a.print(u, func() table { return userTable([]client.User{*u}) })
+			return printWith(a, one(userTable))(c.GetUser(ctx, id))
 		})
 }
 
