@@ -125,26 +125,21 @@ func dataTableCreate() *command {
 // do. Errors are envOf's, nameArg's, check's, the sign-in's and do's.
 func tableVerb(cmd *command, env, name *string, check func(a *app, name string) error,
 	do func(ctx context.Context, a *app, c *client.Client, env, name string) error) *command {
-	cmd.run = func(ctx context.Context, a *app, args []string) error {
-		env, err := a.envOf(*env)
-		if err != nil {
+	var e, n string
+	cmd.run = signedIn(func(a *app, args []string) (err error) {
+		if e, err = a.envOf(*env); err != nil {
 			return err
 		}
-		name, err := nameArg(*name, args, "--name")
-		if err != nil {
-			return err
+		n, err = nameArg(*name, args, "--name")
+		return err
+	}, func(a *app) error {
+		if check == nil {
+			return nil
 		}
-		if check != nil {
-			if err := check(a, name); err != nil {
-				return err
-			}
-		}
-		c, _, err := a.connect()
-		if err != nil {
-			return err
-		}
-		return do(ctx, a, c, env, name)
-	}
+		return check(a, n)
+	}, func(ctx context.Context, a *app, c *client.Client, _ settings) error {
+		return do(ctx, a, c, e, n)
+	})
 	return cmd
 }
 
@@ -262,31 +257,20 @@ func (f *rowFlags) check(a *app, id bool) (string, error) {
 // read to do. Errors are those steps'.
 func (f *rowFlags) verb(cmd *command, id, data bool, check func(a *app) error,
 	do func(ctx context.Context, a *app, c *client.Client, env string, row client.DataRow) error) *command {
-	cmd.run = func(ctx context.Context, a *app, args []string) error {
+	var env string
+	var row client.DataRow
+	cmd.run = signedIn(func(a *app, args []string) (err error) {
 		if err := noArgs(args); err != nil {
 			return err
 		}
-		env, err := f.check(a, id)
-		if err != nil {
+		if env, err = f.check(a, id); err != nil || !data {
 			return err
 		}
-		var row client.DataRow
-		if data {
-			if row, err = a.rowData(f.data); err != nil {
-				return err
-			}
-		}
-		if check != nil {
-			if err := check(a); err != nil {
-				return err
-			}
-		}
-		c, _, err := a.connect()
-		if err != nil {
-			return err
-		}
+		row, err = a.rowData(f.data)
+		return err
+	}, check, func(ctx context.Context, a *app, c *client.Client, _ settings) error {
 		return do(ctx, a, c, env, row)
-	}
+	})
 	return cmd
 }
 

@@ -64,21 +64,8 @@ func (k *keyFlags) check(args []string, withName bool) error {
 // anything is sent, signs in and hands the client to do. Errors are those
 // steps'.
 func (k *keyFlags) verb(cmd *command, withName bool, check func(a *app) error, do func(ctx context.Context, a *app, c *client.Client) error) *command {
-	cmd.run = func(ctx context.Context, a *app, args []string) error {
-		if err := k.check(args, withName); err != nil {
-			return err
-		}
-		if check != nil {
-			if err := check(a); err != nil {
-				return err
-			}
-		}
-		c, _, err := a.connect()
-		if err != nil {
-			return err
-		}
-		return do(ctx, a, c)
-	}
+	cmd.run = signedIn(func(_ *app, args []string) error { return k.check(args, withName) }, check,
+		func(ctx context.Context, a *app, c *client.Client, _ settings) error { return do(ctx, a, c) })
 	return cmd
 }
 

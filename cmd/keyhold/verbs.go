@@ -136,19 +136,17 @@ func confirmName(yes *bool, verb, question, notDone string) func(a *app, name st
 	}
 }
 
-// byName completes cmd, a verb that names one thing with the flag nameFlag
-// (its value at *flagVal) or with its one argument. Its run takes the
-// name, runs check (if not nil) before anything is sent, signs in and hands
-// the name to do. Errors are nameArg's, check's, the sign-in's and do's.
-func byName(cmd *command, flagVal *string, nameFlag string, check func(a *app, name string) error,
-	do func(ctx context.Context, a *app, c *client.Client, s settings, name string) error) *command {
-	cmd.run = func(ctx context.Context, a *app, args []string) error {
-		name, err := nameArg(*flagVal, args, nameFlag)
-		if err != nil {
+// signedIn is the run of a verb that checks its command line with check,
+// then runs more (if not nil) before anything is sent, signs in and hands
+// the client and the settings to do. Errors are those steps'.
+func signedIn(check func(a *app, args []string) error, more func(a *app) error,
+	do func(ctx context.Context, a *app, c *client.Client, s settings) error) func(context.Context, *app, []string) error {
+	return func(ctx context.Context, a *app, args []string) error {
+		if err := check(a, args); err != nil {
 			return err
 		}
-		if check != nil {
-			if err := check(a, name); err != nil {
+		if more != nil {
+			if err := more(a); err != nil {
 				return err
 			}
 		}
@@ -156,8 +154,28 @@ func byName(cmd *command, flagVal *string, nameFlag string, check func(a *app, n
 		if err != nil {
 			return err
 		}
-		return do(ctx, a, c, s, name)
+		return do(ctx, a, c, s)
 	}
+}
+
+// byName completes cmd, a verb that names one thing with the flag nameFlag
+// (its value at *flagVal) or with its one argument. Its run takes the
+// name, runs check (if not nil) before anything is sent, signs in and hands
+// the name to do. Errors are nameArg's, check's, the sign-in's and do's.
+func byName(cmd *command, flagVal *string, nameFlag string, check func(a *app, name string) error,
+	do func(ctx context.Context, a *app, c *client.Client, s settings, name string) error) *command {
+	var name string
+	cmd.run = signedIn(func(_ *app, args []string) (err error) {
+		name, err = nameArg(*flagVal, args, nameFlag)
+		return err
+	}, func(a *app) error {
+		if check == nil {
+			return nil
+		}
+		return check(a, name)
+	}, func(ctx context.Context, a *app, c *client.Client, s settings) error {
+		return do(ctx, a, c, s, name)
+	})
 	return cmd
 }
 
