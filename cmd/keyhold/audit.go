@@ -61,6 +61,7 @@ func auditTable(recs []*keyhold.AuditRecord) table {
 func auditList() *command {
 	var principal, scope, since, until string
 	var top int
+	var q client.AuditQuery
 	return &command{
 		name:    "list",
 		summary: "list audit records",
@@ -78,25 +79,17 @@ func auditList() *command {
 			fs.StringVar(&until, "until", "", "only records before `WHEN`")
 			fs.IntVar(&top, "top", 0, "at most `N` records")
 		},
-		run: func(ctx context.Context, a *app, args []string) error {
-			if err := noArgs(args); err != nil {
-				return err
-			}
+		run: signedIn(argless, func(a *app) (err error) {
 			if top < 0 {
 				return usagef("--top must not be negative")
 			}
-			q := client.AuditQuery{Scope: scope, Top: top}
-			var err error
+			q = client.AuditQuery{Scope: scope, Top: top}
 			if q.Since, err = parseWhen(since, a.now()); err != nil {
 				return err
 			}
-			if q.Until, err = parseWhen(until, a.now()); err != nil {
-				return err
-			}
-			c, _, err := a.connect()
-			if err != nil {
-				return err
-			}
+			q.Until, err = parseWhen(until, a.now())
+			return err
+		}, func(ctx context.Context, a *app, c *client.Client, _ settings) error {
 			q.Principal = principal
 			if strings.Contains(principal, "@") {
 				u, err := c.GetUser(ctx, principal)
@@ -105,12 +98,8 @@ func auditList() *command {
 				}
 				q.Principal = u.ID
 			}
-			recs, err := c.ListAudit(ctx, q)
-			if err != nil {
-				return err
-			}
-			return a.print(orEmpty(recs), func() table { return auditTable(recs) })
-		},
+			return printList(a, auditTable)(c.ListAudit(ctx, q))
+		}),
 	}
 }
 
@@ -122,14 +111,7 @@ func auditVerify() *command {
 			"or read access to the audit log at scope /. Keep the record count and last hash it prints: a log\n" +
 			"cut short at its end still verifies, and only an earlier copy of them shows it.",
 		examples: []string{"keyhold audit verify", "keyhold audit verify -o json"},
-		run: func(ctx context.Context, a *app, args []string) error {
-			if err := noArgs(args); err != nil {
-				return err
-			}
-			c, _, err := a.connect()
-			if err != nil {
-				return err
-			}
+		run: signedIn(argless, nil, func(ctx context.Context, a *app, c *client.Client, _ settings) error {
 			v, err := c.VerifyAudit(ctx)
 			if client.StatusCode(err) == http.StatusConflict {
 				return fmt.Errorf("the audit log is broken: %w", err)
@@ -143,6 +125,6 @@ func auditVerify() *command {
 			return a.print(v, func() table {
 				return table{header: []string{"VERIFIED", "RECORDS", "LAST HASH"}, rows: [][]string{{"true", strconv.FormatInt(v.Records, 10), v.LastHash}}}
 			})
-		},
+		}),
 	}
 }

@@ -43,17 +43,12 @@ func featureFlags(ns, name *string) func(fs *flag.FlagSet) {
 // featureRun returns the run of a command that acts on the feature
 // --namespace/--name with do.
 func featureRun(verb string, ns, name *string, do func(c *client.Client, ctx context.Context, sub, ns, name string) (*client.Feature, error)) func(ctx context.Context, a *app, args []string) error {
-	return func(ctx context.Context, a *app, args []string) error {
-		if err := noArgs(args); err != nil {
-			return err
-		}
+	return signedIn(argless, func(*app) error {
 		if *ns == "" || *name == "" {
 			return usagef("feature %s needs --namespace and --name", verb)
 		}
-		c, sub, err := a.connectSub()
-		if err != nil {
-			return err
-		}
+		return nil
+	}, inSub(func(ctx context.Context, a *app, c *client.Client, sub string) error {
 		f, err := do(c, ctx, sub, *ns, *name)
 		if err != nil {
 			return err
@@ -62,7 +57,7 @@ func featureRun(verb string, ns, name *string, do func(c *client.Client, ctx con
 			f.Name = *ns + "/" + *name
 		}
 		return a.print(f, func() table { return featureTable([]client.Feature{*f}) })
-	}
+	}))
 }
 
 func featureRegister() *command {
@@ -98,19 +93,8 @@ func featureList() *command {
 		args:     "[--namespace NAMESPACE] [flags]",
 		examples: []string{"keyhold feature list", "keyhold feature list --namespace Microsoft.PowerPlatform"},
 		flags:    func(fs *flag.FlagSet) { fs.StringVar(&ns, "namespace", "", "only this provider `NAMESPACE`") },
-		run: func(ctx context.Context, a *app, args []string) error {
-			if err := noArgs(args); err != nil {
-				return err
-			}
-			c, sub, err := a.connectSub()
-			if err != nil {
-				return err
-			}
-			fs, err := c.ListFeatures(ctx, sub, ns)
-			if err != nil {
-				return err
-			}
-			return a.print(orEmpty(fs), func() table { return featureTable(fs) })
-		},
+		run: signedIn(argless, nil, inSub(func(ctx context.Context, a *app, c *client.Client, sub string) error {
+			return printList(a, featureTable)(c.ListFeatures(ctx, sub, ns))
+		})),
 	}
 }

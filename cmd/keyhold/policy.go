@@ -206,14 +206,7 @@ func policyList() *command {
 			fs.StringVar(&group, "resource-group", "", "only this resource `GROUP`")
 			fs.StringVar(&kind, "kind", "", "only policies of this `KIND` (Encryption, Identity, NetworkInjection, Lockbox, PrivateEndpoint)")
 		},
-		run: func(ctx context.Context, a *app, args []string) error {
-			if err := noArgs(args); err != nil {
-				return err
-			}
-			c, sub, err := a.connectSub()
-			if err != nil {
-				return err
-			}
+		run: signedIn(argless, nil, inSub(func(ctx context.Context, a *app, c *client.Client, sub string) error {
 			ps, err := c.ListPolicies(ctx, sub, group)
 			if err != nil {
 				return err
@@ -228,7 +221,7 @@ func policyList() *command {
 				ps = kept
 			}
 			return a.print(orEmpty(ps), func() table { return enterprisePolicyTable(ps) })
-		},
+		})),
 	}
 }
 

@@ -47,15 +47,9 @@ func roleDefinitionList() *command {
 			fs.StringVar(&name, "name", "", "only the role with this `NAME` (case-insensitive)")
 			fs.StringVar(&scope, "scope", "", "`SCOPE` to list at; the subscription if not given")
 		},
-		run: func(ctx context.Context, a *app, args []string) error {
-			if err := noArgs(args); err != nil {
-				return err
-			}
-			c, s, err := a.connect()
+		run: signedIn(argless, nil, func(ctx context.Context, a *app, c *client.Client, s settings) error {
+			scope, err := s.scope(scope)
 			if err != nil {
-				return err
-			}
-			if scope, err = s.scope(scope); err != nil {
 				return err
 			}
 			defs, err := c.ListRoleDefinitions(ctx, scope, name)
@@ -72,7 +66,7 @@ func roleDefinitionList() *command {
 				}
 				return t
 			})
-		},
+		}),
 	}
 }
 
@@ -143,18 +137,14 @@ func roleAssignmentCreate() *command {
 			fs.StringVar(&role, "role", "", "role `NAME` or definition id, such as Reader")
 			fs.StringVar(&scope, "scope", "", "`SCOPE` of the assignment; the subscription if not given")
 		},
-		run: func(ctx context.Context, a *app, args []string) error {
-			if err := noArgs(args); err != nil {
-				return err
-			}
+		run: signedIn(argless, func(*app) error {
 			if assignee == "" || role == "" {
 				return usagef("role assignment create needs --assignee and --role")
 			}
-			c, s, err := a.connect()
+			return nil
+		}, func(ctx context.Context, a *app, c *client.Client, s settings) error {
+			scope, err := s.scope(scope)
 			if err != nil {
-				return err
-			}
-			if scope, err = s.scope(scope); err != nil {
 				return err
 			}
 			roleID, err := resolveRole(ctx, c, s, role)
@@ -172,7 +162,7 @@ func roleAssignmentCreate() *command {
 			return a.print(ra, func() table {
 				return assignmentTable([]client.RoleAssignment{*ra}, map[string]string{strings.ToLower(lastSegment(roleID)): role})
 			})
-		},
+		}),
 	}
 }
 
@@ -260,15 +250,9 @@ func roleAssignmentList() *command {
 			fs.StringVar(&scope, "scope", "", "`SCOPE`; the subscription if not given")
 			fs.StringVar(&assignee, "assignee", "", "only assignments of this object `ID`, user principal name or application id")
 		},
-		run: func(ctx context.Context, a *app, args []string) error {
-			if err := noArgs(args); err != nil {
-				return err
-			}
-			c, s, err := a.connect()
+		run: signedIn(argless, nil, func(ctx context.Context, a *app, c *client.Client, s settings) error {
+			scope, err := s.scope(scope)
 			if err != nil {
-				return err
-			}
-			if scope, err = s.scope(scope); err != nil {
 				return err
 			}
 			var pid string
@@ -287,7 +271,7 @@ func roleAssignmentList() *command {
 				return writeJSON(a.stdout, orEmpty(as))
 			}
 			return writeTable(a.stdout, assignmentTable(as, roleNames(ctx, c, scope)))
-		},
+		}),
 	}
 }
 
@@ -305,17 +289,12 @@ func roleAssignmentDelete() *command {
 			fs.StringVar(&id, "id", "", "the assignment's full `ID`")
 			fs.StringVar(&name, "name", "", "the assignment's `NAME` (a GUID), looked up in the subscription")
 		},
-		run: func(ctx context.Context, a *app, args []string) error {
-			if err := noArgs(args); err != nil {
-				return err
-			}
+		run: signedIn(argless, func(*app) error {
 			if (id == "") == (name == "") {
 				return usagef("role assignment delete needs one of --id and --name")
 			}
-			c, s, err := a.connect()
-			if err != nil {
-				return err
-			}
+			return nil
+		}, func(ctx context.Context, a *app, c *client.Client, s settings) error {
 			if id == "" {
 				scope, err := s.scope("")
 				if err != nil {
@@ -339,6 +318,6 @@ func roleAssignmentDelete() *command {
 			}
 			a.say("Deleted role assignment %s.", lastSegment(id))
 			return nil
-		},
+		}),
 	}
 }

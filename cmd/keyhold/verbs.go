@@ -55,20 +55,13 @@ func callCommand[T any](name, summary string, examples []string, call func(*clie
 		name:     name,
 		summary:  summary,
 		examples: examples,
-		run: func(ctx context.Context, a *app, args []string) error {
-			if err := noArgs(args); err != nil {
-				return err
-			}
-			c, _, err := a.connect()
-			if err != nil {
-				return err
-			}
+		run: signedIn(argless, nil, func(ctx context.Context, a *app, c *client.Client, _ settings) error {
 			v, err := call(c, ctx)
 			if err != nil {
 				return err
 			}
 			return show(a, v)
-		},
+		}),
 	}
 }
 
@@ -155,6 +148,21 @@ func signedIn(check func(a *app, args []string) error, more func(a *app) error,
 			return err
 		}
 		return do(ctx, a, c, s)
+	}
+}
+
+// argless is signedIn's check for verbs that take no arguments.
+func argless(_ *app, args []string) error { return noArgs(args) }
+
+// inSub makes a signedIn do of one that works in the profile's
+// subscription; a missing subscription comes back as connectSub's error.
+func inSub(do func(ctx context.Context, a *app, c *client.Client, sub string) error) func(context.Context, *app, *client.Client, settings) error {
+	return func(ctx context.Context, a *app, c *client.Client, s settings) error {
+		sub, err := s.sub()
+		if err != nil {
+			return err
+		}
+		return do(ctx, a, c, sub)
 	}
 }
 
