@@ -3,7 +3,6 @@ package environment
 import (
 	"context"
 	"encoding/json"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -12,11 +11,11 @@ import (
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/envelope"
 	"github.com/keyhold/keyhold/events"
+	"github.com/keyhold/keyhold/internal/unitenv"
 	"github.com/keyhold/keyhold/kms"
 	"github.com/keyhold/keyhold/kms/kmstest"
 	"github.com/keyhold/keyhold/policy"
 	"github.com/keyhold/keyhold/rbac"
-	"github.com/keyhold/keyhold/sqlite"
 )
 
 const (
@@ -24,43 +23,30 @@ const (
 	tenantB = "bbbbbbbb-0000-4000-8000-000000000002"
 )
 
-// clock is a settable clock for tests.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 type fixture struct {
 	svc     *Service
 	store   keyhold.Store
 	mem     *kmstest.Memory
 	metrics *kms.Metrics
 	bus     *events.Bus
-	clock   *clock
+	clock   *unitenv.Clock
 	admin   *keyhold.Caller // platform administrator of tenant A
 }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "keyhold.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	return fixtureOn(t, unitenv.SQLite(t, "keyhold.db"))
+}
+
+// fixtureOn is newFixture on a given store.
+func fixtureOn(t *testing.T, st keyhold.Store) *fixture {
+	t.Helper()
 	mem := kmstest.NewMemory()
 	platform := mem.AddKey(keyhold.WrapRef{Kind: keyhold.WrapPlatform, VaultID: "/system/vaults/platform", KeyName: "platform", Algorithm: kms.DefaultAlgorithm})
 	platform.KeyVersion = "" // the newest version, as the server configures it
 	m := kms.NewMetrics()
 	bus := events.New(nil)
-	clk := &clock{t: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)}
+	clk := unitenv.NewClock(time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC))
 	svc := New(Config{
 		Store: st, Wrapper: kms.Counted(mem, m), PlatformKey: platform,
 		Policies: policy.New(policy.Config{Store: st, Events: bus, Now: clk.Now}),

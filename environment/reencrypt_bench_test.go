@@ -2,26 +2,18 @@ package environment
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"fmt"
-	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/envelope"
-	"github.com/keyhold/keyhold/events"
-	"github.com/keyhold/keyhold/kms"
-	"github.com/keyhold/keyhold/kms/kmstest"
+	"github.com/keyhold/keyhold/internal/unitenv"
 	"github.com/keyhold/keyhold/policy"
 	"github.com/keyhold/keyhold/postgres"
-	"github.com/keyhold/keyhold/rbac"
-	"github.com/keyhold/keyhold/sqlite"
 )
 
 // benchStores are the stores the benchmarks run on: SQLite always,
@@ -29,45 +21,16 @@ import (
 // fresh schema, dropped afterwards).
 func benchStores(b *testing.B) map[string]func(b *testing.B) keyhold.Store {
 	stores := map[string]func(b *testing.B) keyhold.Store{
-		"sqlite": func(b *testing.B) keyhold.Store {
-			st, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "keyhold.db"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			return st
-		},
+		"sqlite": func(b *testing.B) keyhold.Store { return unitenv.SQLite(b, "keyhold.db") },
 	}
-	if base := os.Getenv("KEYHOLD_TEST_DATABASE_URL"); base != "" {
+	if os.Getenv(unitenv.PostgresURLVar) != "" {
 		stores["postgres"] = func(b *testing.B) keyhold.Store {
-			admin, err := sql.Open("pgx", base)
+			u, _, _ := unitenv.PostgresSchema(b)
+			st, err := postgres.Open(context.Background(), u)
 			if err != nil {
 				b.Fatal(err)
 			}
-			defer admin.Close()
-			r := make([]byte, 8)
-			rand.Read(r)
-			schema := "keyhold_env_bench_" + hex.EncodeToString(r)
-			if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
-				b.Fatalf("creating schema: %v", err)
-			}
-			b.Cleanup(func() {
-				if a, err := sql.Open("pgx", base); err == nil {
-					a.Exec("DROP SCHEMA " + schema + " CASCADE")
-					a.Close()
-				}
-			})
-			u, err := url.Parse(base)
-			if err != nil {
-				b.Fatal(err)
-			}
-			q := u.Query()
-			q.Set("search_path", schema)
-			u.RawQuery = q.Encode()
-			st, err := postgres.Open(context.Background(), u.String())
-			if err != nil {
-				b.Fatal(err)
-			}
-			pgSettle[st] = u.String()
+			pgSettle[st] = u
 			return st
 		}
 	}
@@ -93,24 +56,6 @@ func settle(b *testing.B, st keyhold.Store) {
 	if _, err := db.Exec("VACUUM ANALYZE env_rows"); err != nil {
 		b.Fatal(err)
 	}
-}
-
-// fixtureOn is newFixture on a given store.
-func fixtureOn(t *testing.T, st keyhold.Store) *fixture {
-	mem := kmstest.NewMemory()
-	platform := mem.AddKey(keyhold.WrapRef{Kind: keyhold.WrapPlatform, VaultID: "/system/vaults/platform", KeyName: "platform", Algorithm: kms.DefaultAlgorithm})
-	platform.KeyVersion = ""
-	m := kms.NewMetrics()
-	bus := events.New(nil)
-	clk := &clock{t: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)}
-	svc := New(Config{
-		Store: st, Wrapper: kms.Counted(mem, m), PlatformKey: platform,
-		Policies: policy.New(policy.Config{Store: st, Events: bus, Now: clk.Now}),
-		Authz:    rbac.New(st), Events: bus, Now: clk.Now,
-	})
-	f := &fixture{svc: svc, store: st, mem: mem, metrics: m, bus: bus, clock: clk}
-	f.admin = f.principal(t, tenantA, "admin", keyhold.RolePowerPlatformAdministrator)
-	return f
 }
 
 // bulkRows writes n rows of size bytes to the environment's table
