@@ -32,7 +32,7 @@ func BenchmarkDataAPI(b *testing.B) {
 				f := newFixture(b)
 				f.addEnv(envA, kind)
 				f.accountsTable(envA)
-				plain := dataverse.New(dataverse.Config{Store: f.store, Open: f.open, Plaintext: true}).Handler()
+				plain := dataverse.New(dataverse.Config{Store: f.store, Open: f.envs.Open, Plaintext: true}).Handler()
 				sealed := f.h
 				f.must(201, "POST", api(envA)+"tables", `{"name":"plain","columns":[{"name":"name","type":"String"},{"name":"employees","type":"Integer"}]}`)
 				ids := func(i int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012d", i) }

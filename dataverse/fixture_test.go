@@ -1,23 +1,20 @@
 package dataverse_test
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/dataverse"
+	"github.com/keyhold/keyhold/dataverse/dataversetest"
 	"github.com/keyhold/keyhold/envelope"
 	"github.com/keyhold/keyhold/kms"
 	"github.com/keyhold/keyhold/kms/kmstest"
-	"github.com/keyhold/keyhold/sqlite"
 )
 
 // The environments the tests use.
@@ -28,13 +25,15 @@ const (
 
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 
-// fixture is the data API over a real SQLite store and a real keyring whose
-// root keys are wrapped by an in-memory vault counted in kms.Metrics. Its
-// Open stands in for (*environment.Service).Open: it knows the environments
-// the test made, refuses locked ones as the service does, and seals under
-// each environment's active generation.
+// fixture is the data API over dataversetest's environments: a real SQLite
+// store and a real keyring whose root keys are wrapped by an in-memory vault
+// counted in kms.Metrics, with an Open that stands in for
+// (*environment.Service).Open: it knows the environments the test made,
+// refuses locked ones as the service does, and seals under each
+// environment's active generation.
 type fixture struct {
 	t      testing.TB
+	envs   *dataversetest.Envs
 	dbPath string
 	store  keyhold.Store
 	vault  *kmstest.Memory
@@ -43,28 +42,16 @@ type fixture struct {
 	svc    *dataverse.Service
 	h      http.Handler
 	caller *keyhold.Caller
-
-	mu     sync.Mutex
-	active map[string]int64
-	locked map[string]string
 }
 
 type fixtureOption func(*dataverse.Config)
 
 func newFixture(t testing.TB, opts ...fixtureOption) *fixture {
 	t.Helper()
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "keyhold.db")
-	store, err := sqlite.Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	f := &fixture{t: t, dbPath: path, store: store, vault: kmstest.NewMemory(), calls: kms.NewMetrics(),
-		active: map[string]int64{}, locked: map[string]string{},
+	envs := dataversetest.New(t)
+	f := &fixture{t: t, envs: envs, dbPath: envs.Path, store: envs.Store, vault: envs.Vault, calls: envs.Calls, ring: envs.Ring,
 		caller: &keyhold.Caller{Principal: &keyhold.Principal{ID: "user-1", TenantID: "t1"}, TenantID: "t1"}}
-	f.ring = envelope.NewKeyring(store, kms.GenerationUnwrapper{Wrapper: kms.Counted(f.vault, f.calls)})
-	cfg := dataverse.Config{Store: store, Open: f.open, Now: func() time.Time { return t0 }}
+	cfg := dataverse.Config{Store: envs.Store, Open: envs.Open, Now: func() time.Time { return t0 }}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -73,81 +60,14 @@ func newFixture(t testing.TB, opts ...fixtureOption) *fixture {
 	return f
 }
 
-// addEnv makes an environment whose generation 1 is wrapped by a key of
-// kind (keyhold.WrapPlatform or keyhold.WrapCustomer) in the memory vault.
-// The keyring stays cold: the first request unwraps.
-func (f *fixture) addEnv(id, kind string) {
-	f.t.Helper()
-	ctx := context.Background()
-	e := &keyhold.Environment{ID: id, TenantID: "t1", DisplayName: "env " + id, Region: "europe", Type: keyhold.EnvProduction,
-		RuntimeState: keyhold.RuntimeEnabled, KeyManagedBy: keyhold.KeyManagedByMicrosoft, EncryptionStatus: keyhold.EncryptionPlatform,
-		CreatedAt: t0, UpdatedAt: t0}
-	if err := f.store.CreateEnvironment(ctx, e); err != nil {
-		f.t.Fatal(err)
-	}
-	ref := f.vault.AddKey(keyhold.WrapRef{Kind: kind, PolicyID: "/policies/p1", VaultID: "/vaults/" + kind, KeyName: "k-" + id, Algorithm: kms.DefaultAlgorithm})
-	root, err := envelope.NewRootKey(nil)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	defer root.Wipe()
-	wrapped, used, err := f.vault.Wrap(ctx, ref, root)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	if err := f.store.CreateGeneration(ctx, &keyhold.RootKeyGeneration{EnvironmentID: id, Generation: 1, Wrapped: wrapped,
-		WrappedBy: used, State: keyhold.GenerationActive, CreatedAt: t0, UpdatedAt: t0}); err != nil {
-		f.t.Fatal(err)
-	}
-	f.mu.Lock()
-	f.active[id] = 1
-	f.mu.Unlock()
-}
+// addEnv makes an environment of the caller's tenant whose generation 1 is
+// wrapped by a key of kind (keyhold.WrapPlatform or keyhold.WrapCustomer) in
+// the memory vault. The keyring stays cold: the first request unwraps.
+func (f *fixture) addEnv(id, kind string) { f.t.Helper(); f.envs.Add(f.t, id, "t1", kind) }
 
-func (f *fixture) lock(id, reason string) {
-	f.mu.Lock()
-	f.locked[id] = reason
-	f.mu.Unlock()
-	f.ring.Wipe(id)
-}
+func (f *fixture) lock(id, reason string) { f.envs.Lock(id, reason) }
 
-func (f *fixture) unlock(id string) {
-	f.mu.Lock()
-	delete(f.locked, id)
-	f.mu.Unlock()
-}
-
-type ringSealer struct {
-	ring *envelope.Keyring
-	gen  int64
-}
-
-func (s ringSealer) Seal(ctx context.Context, b envelope.Binding, pt []byte) ([]byte, int64, error) {
-	sealed, err := s.ring.Seal(ctx, s.gen, b, pt)
-	return sealed, s.gen, err
-}
-
-func (s ringSealer) Open(ctx context.Context, b envelope.Binding, sealed []byte) ([]byte, error) {
-	return s.ring.Open(ctx, b, sealed)
-}
-
-func (f *fixture) open(ctx context.Context, c *keyhold.Caller, id string, write bool) (dataverse.Handle, error) {
-	if c == nil || c.Principal == nil {
-		return dataverse.Handle{}, keyhold.Errorf(keyhold.EUnauthenticated, "no caller")
-	}
-	f.mu.Lock()
-	gen, ok := f.active[id]
-	reason := f.locked[id]
-	f.mu.Unlock()
-	if !ok {
-		return dataverse.Handle{}, keyhold.Errorc(keyhold.ENotFound, "EnvironmentNotFound", "environment %s could not be found in the tenant", id)
-	}
-	if reason != "" {
-		return dataverse.Handle{}, keyhold.Errorc(keyhold.EForbidden, "EnvironmentLocked",
-			"environment %s is locked (Environment disabled): %s", id, reason)
-	}
-	return dataverse.Handle{ID: id, Sealer: ringSealer{f.ring, gen}}, nil
-}
+func (f *fixture) unlock(id string) { f.envs.Unlock(id) }
 
 // do sends a request to the handler as the fixture's caller. hdr is pairs
 // of header names and values.

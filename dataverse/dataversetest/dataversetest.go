@@ -22,6 +22,7 @@ import (
 // vault, whose calls Calls counts.
 type Envs struct {
 	Store keyhold.Store
+	Path  string // the store's SQLite file, for tests that read it raw
 	Vault *kmstest.Memory
 	Calls *kms.Metrics
 	Ring  *envelope.Keyring
@@ -34,12 +35,13 @@ type Envs struct {
 // New returns Envs over a new SQLite store in t's temporary directory.
 func New(t testing.TB) *Envs {
 	t.Helper()
-	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "data.db"))
+	path := filepath.Join(t.TempDir(), "data.db")
+	st, err := sqlite.Open(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	e := &Envs{Store: st, Vault: kmstest.NewMemory(), Calls: kms.NewMetrics(), active: map[string]int64{}, locked: map[string]string{}}
+	e := &Envs{Store: st, Path: path, Vault: kmstest.NewMemory(), Calls: kms.NewMetrics(), active: map[string]int64{}, locked: map[string]string{}}
 	e.Ring = envelope.NewKeyring(st, kms.GenerationUnwrapper{Wrapper: kms.Counted(e.Vault, e.Calls)})
 	return e
 }
