@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/internal/unitenv"
 	"github.com/keyhold/keyhold/policy"
 )
 
@@ -36,17 +37,7 @@ func (f *fixture) call(t *testing.T, caller *keyhold.Caller, method, path, body 
 	return w.Code, out
 }
 
-func get(m map[string]any, path string) any {
-	var cur any = m
-	for _, k := range strings.Split(path, ".") {
-		mm, ok := cur.(map[string]any)
-		if !ok {
-			return nil
-		}
-		cur = mm[k]
-	}
-	return cur
-}
+func get(m map[string]any, path string) any { return unitenv.Field(m, path) }
 
 const envs = "/providers/Microsoft.BusinessAppPlatform/environments"
 

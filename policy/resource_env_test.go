@@ -233,17 +233,7 @@ func (e *env) put(id string, body any) map[string]any {
 func (e *env) events() []events.Event { return unitenv.Drain(e.sub) }
 
 // get reads a nested field of a decoded JSON object by a dotted path.
-func get(m map[string]any, path string) any {
-	var cur any = m
-	for _, k := range strings.Split(path, ".") {
-		mm, ok := cur.(map[string]any)
-		if !ok {
-			return nil
-		}
-		cur = mm[k]
-	}
-	return cur
-}
+func get(m map[string]any, path string) any { return unitenv.Field(m, path) }
 
 func str(m map[string]any, path string) string {
 	s, _ := get(m, path).(string)

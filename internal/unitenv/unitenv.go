@@ -260,3 +260,18 @@ func Drain(sub *events.Subscription) []events.Event {
 		}
 	}
 }
+
+// Field reads a nested field of a decoded JSON object by a dotted path
+// ("properties.encryption.state"); it is nil where the path leaves the
+// objects.
+func Field(m map[string]any, path string) any {
+	var cur any = m
+	for _, k := range strings.Split(path, ".") {
+		mm, ok := cur.(map[string]any)
+		if !ok {
+			return nil
+		}
+		cur = mm[k]
+	}
+	return cur
+}
