@@ -2,49 +2,21 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/keyhold/keyhold/internal/unitenv"
 )
 
 // pgURL returns a URL of a fresh schema on the test PostgreSQL, dropped at
-// cleanup, or skips the test when KEYHOLD_TEST_DATABASE_URL is not set.
+// cleanup (unitenv.PostgresSchema).
 func pgURL(t *testing.T) string {
 	t.Helper()
-	base := os.Getenv("KEYHOLD_TEST_DATABASE_URL")
-	if base == "" {
-		t.Skip("KEYHOLD_TEST_DATABASE_URL is not set")
-	}
-	admin, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Close() })
-	b := make([]byte, 8)
-	rand.Read(b)
-	schema := "keyhold_server_test_" + hex.EncodeToString(b)
-	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
-		t.Fatalf("creating schema: %v", err)
-	}
-	t.Cleanup(func() { admin.Exec("DROP SCHEMA " + schema + " CASCADE") })
-	if !strings.HasPrefix(base, "postgres://") && !strings.HasPrefix(base, "postgresql://") {
-		return base + " search_path=" + schema
-	}
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
+	u, _, _ := unitenv.PostgresSchema(t)
+	return u
 }
 
 // TestTwoServersOnePostgres starts two servers on one database at once: they
