@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,15 +24,7 @@ func newDataHarness(t *testing.T) (*harness, *dataversetest.Envs) {
 	envs.Add(t, dataEnvID, fakeTenant, keyhold.WrapCustomer)
 	data := envs.Service().Handler()
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /{tenant}/oauth2/v2.0/token", func(w http.ResponseWriter, r *http.Request) {
-		r.ParseForm()
-		if r.PostForm.Get("password") != adminPW {
-			azErr(w, 400, "invalid_grant", "bad credentials")
-			return
-		}
-		reply(w, 200, map[string]any{"token_type": "Bearer", "expires_in": 3600,
-			"access_token": fakeToken(strings.TrimSuffix(r.PostForm.Get("scope"), "/.default"), 1)})
-	})
+	adminTokens(mux)
 	mux.HandleFunc("GET /subscriptions", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, 200, map[string]any{"value": []client.Subscription{{ID: "/subscriptions/" + fakeSub, SubscriptionID: fakeSub, DisplayName: "Keyhold", State: "Enabled"}}})
 	})
@@ -46,11 +37,7 @@ func newDataHarness(t *testing.T) (*harness, *dataversetest.Envs) {
 		c := &keyhold.Caller{Principal: &keyhold.Principal{ID: spID, TenantID: fakeTenant}, TenantID: fakeTenant, Audience: client.AudienceData}
 		data.ServeHTTP(w, r.WithContext(keyhold.WithCaller(r.Context(), c)))
 	})
-	f := &fake{t: t, srv: httptest.NewTLSServer(mux)}
-	t.Cleanup(f.srv.Close)
-	h := newHarness(t)
-	h.f = f
-	writeCA(t, h, f)
+	h := serveHarness(t, mux)
 	h.login()
 	h.env[envEnvVar] = dataEnvID
 	return h, envs

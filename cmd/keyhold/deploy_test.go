@@ -7,12 +7,10 @@ import (
 	"flag"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,12 +18,8 @@ import (
 	"github.com/keyhold/keyhold/arm"
 	"github.com/keyhold/keyhold/client"
 	"github.com/keyhold/keyhold/deploy"
-	"github.com/keyhold/keyhold/identity"
 	"github.com/keyhold/keyhold/keyvault"
 	"github.com/keyhold/keyhold/policy"
-	"github.com/keyhold/keyhold/rbac"
-	"github.com/keyhold/keyhold/seal"
-	"github.com/keyhold/keyhold/sqlite"
 )
 
 const deployVaultID = "/subscriptions/" + fakeSub + "/resourceGroups/rg-contoso/providers/Microsoft.KeyVault/vaults/kv-contoso"
@@ -36,78 +30,30 @@ const deployVaultID = "/subscriptions/" + fakeSub + "/resourceGroups/rg-contoso/
 func newDeployHarness(t *testing.T) (*harness, keyhold.Store) {
 	t.Helper()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "k.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now().UTC()
-	owner, _ := rbac.RoleByName(rbac.RoleOwner)
-	for _, err := range []error{
-		st.CreateTenant(ctx, &keyhold.Tenant{ID: fakeTenant, DisplayName: "Contoso", DefaultDomain: "contoso.keyhold.local", CreatedAt: now}),
-		st.CreatePrincipal(ctx, &keyhold.Principal{ID: vaultAdminID, TenantID: fakeTenant, Type: keyhold.PrincipalUser, DisplayName: "Administrator", UserPrincipalName: adminUPN, CreatedAt: now}),
-		st.CreateSubscription(ctx, &keyhold.Subscription{ID: fakeSub, TenantID: fakeTenant, DisplayName: "Keyhold", State: "Enabled", CreatedAt: now}),
-		st.PutProviderRegistration(ctx, &keyhold.ProviderRegistration{SubscriptionID: fakeSub, Namespace: "Microsoft.PowerPlatform", State: keyhold.StateRegistered, UpdatedAt: now}),
-		st.PutResourceGroup(ctx, &keyhold.ResourceGroup{SubscriptionID: fakeSub, Name: "rg-contoso", Location: "westus"}),
-		st.CreateRoleAssignment(ctx, &keyhold.RoleAssignment{Name: "44444444-4444-4444-8444-444444444444", TenantID: fakeTenant, Scope: "/subscriptions/" + fakeSub,
-			RoleDefinitionID: owner.ID, PrincipalID: vaultAdminID, PrincipalType: keyhold.PrincipalUser, CreatedAt: now, UpdatedAt: now}),
-	} {
-		if err != nil {
-			t.Fatal(err)
+	st := seededStore(t, vaultAdminID, "44444444-4444-4444-8444-444444444444", func(ctx context.Context, st keyhold.Store, now time.Time) []error {
+		return []error{
+			st.PutProviderRegistration(ctx, &keyhold.ProviderRegistration{SubscriptionID: fakeSub, Namespace: "Microsoft.PowerPlatform", State: keyhold.StateRegistered, UpdatedAt: now}),
+			st.PutResourceGroup(ctx, &keyhold.ResourceGroup{SubscriptionID: fakeSub, Name: "rg-contoso", Location: "westus"}),
 		}
-	}
-	key, err := seal.NewKey(seal.GenerateMasterKey())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, err := identity.New(ctx, st, key, identity.Config{PublicURL: "https://keyhold.test/"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
+	key, ids := sealedIdentities(t, st)
 	kv := keyvault.New(keyvault.Config{Store: st, Seal: key, PublicURL: "https://keyhold.test/"})
 	a := arm.New(arm.Config{Store: st})
 	a.Register(kv.ResourceType())
 	a.Register(policy.New(policy.Config{Store: st, Identity: ids, Vault: kv}).ResourceType())
 	deployments := deploy.New(deploy.Config{Store: st, ARM: a.Handler(), Seal: key})
 	a.Register(deployments.ResourceType())
-	t.Cleanup(func() {
-		deployments.Close()
-		st.Close()
-	})
+	t.Cleanup(deployments.Close) // before the store closes
 
-	var mu sync.Mutex
-	n := 0
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /{tenant}/oauth2/v2.0/token", func(w http.ResponseWriter, r *http.Request) {
-		r.ParseForm()
-		if r.PostForm.Get("username") != adminUPN || r.PostForm.Get("password") != adminPW {
-			w.WriteHeader(400)
-			json.NewEncoder(w).Encode(map[string]string{"error": "invalid_grant", "error_description": "bad credentials"})
-			return
-		}
-		mu.Lock()
-		n++
-		tok := fakeToken(strings.TrimSuffix(r.PostForm.Get("scope"), "/.default"), n)
-		mu.Unlock()
-		reply(w, 200, map[string]any{"token_type": "Bearer", "expires_in": 3600, "access_token": tok})
-	})
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		p, err := st.GetPrincipal(r.Context(), vaultAdminID)
-		if audienceOf(tok) != client.AudienceARM || err != nil {
-			azErr(w, 401, "InvalidAuthenticationToken", "wrong token")
-			return
-		}
-		a.Handler().ServeHTTP(w, r.WithContext(keyhold.WithCaller(r.Context(), &keyhold.Caller{Principal: p, TenantID: fakeTenant, Audience: client.AudienceARM})))
-	})
-	f := &fake{t: t, srv: httptest.NewTLSServer(mux)}
-	t.Cleanup(f.srv.Close)
-	h := newHarness(t)
-	h.f = f
-	writeCA(t, h, f)
+	adminTokens(mux)
+	mux.Handle("/", armAsAdmin(st, vaultAdminID, a.Handler()))
+	h := serveHarness(t, mux)
 	h.login()
 	h.env["KEYHOLD_SUBSCRIPTION"] = fakeSub
 
 	h.ok("vault", "create", "--name", "kv-contoso", "--resource-group", "rg-contoso", "--location", "westus")
+	now := time.Now().UTC()
 	if err := st.CreateKeyVersion(ctx, &keyhold.KeyVersion{VaultName: "kv-contoso", Name: "cmk", Version: "0123456789abcdef0123456789abcdef",
 		Kty: "RSA", KeySize: 2048, KeyOps: []string{"wrapKey", "unwrapKey"}, PublicJWK: json.RawMessage(`{}`), Enabled: true, CreatedAt: now, UpdatedAt: now}); err != nil {
 		t.Fatal(err)

@@ -152,8 +152,10 @@ func TestEnvPolicyCommands(t *testing.T) {
 	// Remove without waiting: the accepted operation, then history has it.
 	out = h.ok("env", "remove-policy", "--env", id)
 	wantAll(t, "remove-policy", out, "Accepted: operation", "unlink")
+	// The environment is back on the platform's key a moment before the
+	// operation records its end, so wait for both.
 	testenv.WaitFor(t, 30*time.Second, "unlink to end", func() bool {
-		return strings.Contains(h.ok("env", "show", id), "the platform's key")
+		return strings.Contains(h.ok("env", "show", id), "the platform's key") && strings.Contains(h.ok("env", "history", id), "(unlink)  Succeeded")
 	})
 	wantAll(t, "env history", h.ok("env", "history", id), "(unlink)  Succeeded", "(swap)    Succeeded", "(link)    Succeeded")
 }

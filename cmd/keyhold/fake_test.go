@@ -305,9 +305,6 @@ func (f *fake) routes(mux *http.ServeMux) {
 		}
 		return -1
 	}
-	notFound := func(w http.ResponseWriter, what, id string) {
-		azErr(w, 404, "Request_ResourceNotFound", fmt.Sprintf("Resource '%s' does not exist or one of its queried reference-property objects are not present.", id))
-	}
 	mux.HandleFunc("POST /v1.0/users", f.auth(graph, func(w http.ResponseWriter, r *http.Request) {
 		var in struct {
 			DisplayName       string `json:"displayName"`
@@ -332,23 +329,7 @@ func (f *fake) routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1.0/users", f.auth(graph, func(w http.ResponseWriter, r *http.Request) {
 		reply(w, 200, map[string]any{"value": f.users})
 	}))
-	mux.HandleFunc("GET /v1.0/users/{id}", f.auth(graph, func(w http.ResponseWriter, r *http.Request) {
-		i := findUser(r.PathValue("id"))
-		if i < 0 {
-			notFound(w, "user", r.PathValue("id"))
-			return
-		}
-		reply(w, 200, f.users[i])
-	}))
-	mux.HandleFunc("DELETE /v1.0/users/{id}", f.auth(graph, func(w http.ResponseWriter, r *http.Request) {
-		i := findUser(r.PathValue("id"))
-		if i < 0 {
-			notFound(w, "user", r.PathValue("id"))
-			return
-		}
-		f.users = append(f.users[:i], f.users[i+1:]...)
-		w.WriteHeader(204)
-	}))
+	getAndDelete(f, mux, "/v1.0/users", "user", &f.users, findUser)
 	mux.HandleFunc("PATCH /v1.0/users/{id}", f.auth(graph, func(w http.ResponseWriter, r *http.Request) {
 		if findUser(r.PathValue("id")) < 0 {
 			notFound(w, "user", r.PathValue("id"))
@@ -393,28 +374,42 @@ func (f *fake) routes(mux *http.ServeMux) {
 		}
 		reply(w, 200, map[string]any{"value": orEmpty(out)})
 	}))
-	mux.HandleFunc("GET /v1.0/servicePrincipals/{id}", f.auth(graph, func(w http.ResponseWriter, r *http.Request) {
-		i := findSP(r.PathValue("id"))
-		if i < 0 {
-			notFound(w, "servicePrincipal", r.PathValue("id"))
-			return
-		}
-		reply(w, 200, f.sps[i])
-	}))
-	mux.HandleFunc("DELETE /v1.0/servicePrincipals/{id}", f.auth(graph, func(w http.ResponseWriter, r *http.Request) {
-		i := findSP(r.PathValue("id"))
-		if i < 0 {
-			notFound(w, "servicePrincipal", r.PathValue("id"))
-			return
-		}
-		f.sps = append(f.sps[:i], f.sps[i+1:]...)
-		w.WriteHeader(204)
-	}))
+	getAndDelete(f, mux, "/v1.0/servicePrincipals", "servicePrincipal", &f.sps, findSP)
 	mux.HandleFunc("POST /v1.0/servicePrincipals/{id}/addPassword", f.auth(graph, func(w http.ResponseWriter, r *http.Request) {
 		if findSP(r.PathValue("id")) < 0 {
 			notFound(w, "servicePrincipal", r.PathValue("id"))
 			return
 		}
 		reply(w, 200, client.PasswordCredential{KeyID: "66666666-6666-4666-8666-666666666666", DisplayName: "keyhold cli", Hint: "new", SecretText: "new-secret-value"})
+	}))
+}
+
+// notFound answers as Graph does for a directory object (what) that is
+// not there; Graph names only the id.
+func notFound(w http.ResponseWriter, what, id string) {
+	azErr(w, 404, "Request_ResourceNotFound", fmt.Sprintf("Resource '%s' does not exist or one of its queried reference-property objects are not present.", id))
+}
+
+// getAndDelete serves GET and DELETE of path/{id} for the directory objects
+// in *objs that find finds (-1 for none), as Graph does; kind names them in
+// the 404.
+func getAndDelete[T any](f *fake, mux *http.ServeMux, path, kind string, objs *[]T, find func(id string) int) {
+	found := func(w http.ResponseWriter, r *http.Request) int {
+		i := find(r.PathValue("id"))
+		if i < 0 {
+			notFound(w, kind, r.PathValue("id"))
+		}
+		return i
+	}
+	mux.HandleFunc("GET "+path+"/{id}", f.auth(client.AudienceGraph, func(w http.ResponseWriter, r *http.Request) {
+		if i := found(w, r); i >= 0 {
+			reply(w, 200, (*objs)[i])
+		}
+	}))
+	mux.HandleFunc("DELETE "+path+"/{id}", f.auth(client.AudienceGraph, func(w http.ResponseWriter, r *http.Request) {
+		if i := found(w, r); i >= 0 {
+			*objs = append((*objs)[:i], (*objs)[i+1:]...)
+			w.WriteHeader(204)
+		}
 	}))
 }

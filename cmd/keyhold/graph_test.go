@@ -4,88 +4,39 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/arm"
-	"github.com/keyhold/keyhold/client"
-	"github.com/keyhold/keyhold/rbac"
 	"github.com/keyhold/keyhold/resourcegraph"
-	"github.com/keyhold/keyhold/sqlite"
 )
 
 // newGraphHarness runs the CLI against the real resource manager with
 // Resource Graph registered, over two vaults and an enterprise policy.
 func newGraphHarness(t *testing.T) *harness {
 	t.Helper()
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "k.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	now := time.Now().UTC()
-	owner, _ := rbac.RoleByName(rbac.RoleOwner)
 	const adminID = "11111111-1111-4111-8111-111111111111"
 	group := "/subscriptions/" + fakeSub + "/resourceGroups/rg-contoso/providers/"
-	for _, err := range []error{
-		st.CreateTenant(ctx, &keyhold.Tenant{ID: fakeTenant, DisplayName: "Contoso", DefaultDomain: "contoso.keyhold.local", CreatedAt: now}),
-		st.CreatePrincipal(ctx, &keyhold.Principal{ID: adminID, TenantID: fakeTenant, Type: keyhold.PrincipalUser, DisplayName: "Administrator", UserPrincipalName: adminUPN, CreatedAt: now}),
-		st.CreateSubscription(ctx, &keyhold.Subscription{ID: fakeSub, TenantID: fakeTenant, DisplayName: "Keyhold", State: "Enabled", CreatedAt: now}),
-		st.PutResourceGroup(ctx, &keyhold.ResourceGroup{SubscriptionID: fakeSub, Name: "rg-contoso", Location: "westus"}),
-		st.CreateRoleAssignment(ctx, &keyhold.RoleAssignment{Name: "44444444-4444-4444-8444-444444444444", TenantID: fakeTenant, Scope: "/subscriptions/" + fakeSub,
-			RoleDefinitionID: owner.ID, PrincipalID: adminID, PrincipalType: keyhold.PrincipalUser, CreatedAt: now, UpdatedAt: now}),
-		st.PutResource(ctx, &keyhold.Resource{ID: group + "Microsoft.KeyVault/vaults/kv-a", SubscriptionID: fakeSub, ResourceGroup: "rg-contoso",
-			Type: "Microsoft.KeyVault/vaults", Name: "kv-a", Location: "westus", Properties: json.RawMessage(`{"enablePurgeProtection":true}`)}),
-		st.PutResource(ctx, &keyhold.Resource{ID: group + "Microsoft.KeyVault/vaults/kv-b", SubscriptionID: fakeSub, ResourceGroup: "rg-contoso",
-			Type: "Microsoft.KeyVault/vaults", Name: "kv-b", Location: "eastus", Properties: json.RawMessage(`{"enablePurgeProtection":false}`)}),
-		st.PutResource(ctx, &keyhold.Resource{ID: group + "Microsoft.PowerPlatform/enterprisePolicies/ep-contoso", SubscriptionID: fakeSub, ResourceGroup: "rg-contoso",
-			Type: "Microsoft.PowerPlatform/enterprisePolicies", Name: "ep-contoso", Location: "unitedstates", Kind: "Encryption",
-			Identity: json.RawMessage(`{"type":"SystemAssigned","principalId":"3f2a1b0c-0000-4000-8000-0000000000aa"}`), Properties: json.RawMessage(`{"healthStatus":"Healthy"}`)}),
-	} {
-		if err != nil {
-			t.Fatal(err)
+	st := seededStore(t, adminID, "44444444-4444-4444-8444-444444444444", func(ctx context.Context, st keyhold.Store, now time.Time) []error {
+		return []error{
+			st.PutResourceGroup(ctx, &keyhold.ResourceGroup{SubscriptionID: fakeSub, Name: "rg-contoso", Location: "westus"}),
+			st.PutResource(ctx, &keyhold.Resource{ID: group + "Microsoft.KeyVault/vaults/kv-a", SubscriptionID: fakeSub, ResourceGroup: "rg-contoso",
+				Type: "Microsoft.KeyVault/vaults", Name: "kv-a", Location: "westus", Properties: json.RawMessage(`{"enablePurgeProtection":true}`)}),
+			st.PutResource(ctx, &keyhold.Resource{ID: group + "Microsoft.KeyVault/vaults/kv-b", SubscriptionID: fakeSub, ResourceGroup: "rg-contoso",
+				Type: "Microsoft.KeyVault/vaults", Name: "kv-b", Location: "eastus", Properties: json.RawMessage(`{"enablePurgeProtection":false}`)}),
+			st.PutResource(ctx, &keyhold.Resource{ID: group + "Microsoft.PowerPlatform/enterprisePolicies/ep-contoso", SubscriptionID: fakeSub, ResourceGroup: "rg-contoso",
+				Type: "Microsoft.PowerPlatform/enterprisePolicies", Name: "ep-contoso", Location: "unitedstates", Kind: "Encryption",
+				Identity: json.RawMessage(`{"type":"SystemAssigned","principalId":"3f2a1b0c-0000-4000-8000-0000000000aa"}`), Properties: json.RawMessage(`{"healthStatus":"Healthy"}`)}),
 		}
-	}
+	})
 	a := arm.New(arm.Config{Store: st})
 	a.Register(resourcegraph.New(resourcegraph.Config{Store: st}).ResourceType())
-
-	var mu sync.Mutex
-	n := 0
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /{tenant}/oauth2/v2.0/token", func(w http.ResponseWriter, r *http.Request) {
-		r.ParseForm()
-		if r.PostForm.Get("grant_type") != "password" || !strings.EqualFold(r.PostForm.Get("username"), adminUPN) || r.PostForm.Get("password") != adminPW {
-			w.WriteHeader(400)
-			json.NewEncoder(w).Encode(map[string]string{"error": "invalid_grant", "error_description": "bad credentials"})
-			return
-		}
-		mu.Lock()
-		n++
-		tok := fakeToken(strings.TrimSuffix(r.PostForm.Get("scope"), "/.default"), n)
-		mu.Unlock()
-		reply(w, 200, map[string]any{"token_type": "Bearer", "expires_in": 3600, "access_token": tok})
-	})
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		p, err := st.GetPrincipal(r.Context(), adminID)
-		if audienceOf(tok) != client.AudienceARM || err != nil {
-			azErr(w, 401, "InvalidAuthenticationToken", "wrong token")
-			return
-		}
-		a.Handler().ServeHTTP(w, r.WithContext(keyhold.WithCaller(r.Context(), &keyhold.Caller{Principal: p, TenantID: p.TenantID})))
-	})
-	f := &fake{t: t, srv: httptest.NewTLSServer(mux)}
-	t.Cleanup(f.srv.Close)
-	h := newHarness(t)
-	h.f = f
-	writeCA(t, h, f)
-	return h
+	adminTokens(mux)
+	mux.Handle("/", armAsAdmin(st, adminID, a.Handler()))
+	return serveHarness(t, mux)
 }
 
 func TestGraphQuery(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -14,12 +13,8 @@ import (
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/arm"
 	"github.com/keyhold/keyhold/client"
-	"github.com/keyhold/keyhold/identity"
 	"github.com/keyhold/keyhold/keyvault"
 	"github.com/keyhold/keyhold/policy"
-	"github.com/keyhold/keyhold/rbac"
-	"github.com/keyhold/keyhold/seal"
-	"github.com/keyhold/keyhold/sqlite"
 )
 
 const policyAdminID = "51111111-1111-4111-8111-111111111111" // adminUPN in this harness
@@ -45,42 +40,21 @@ func (l *cliLinks) LinkedEnvironments(_ context.Context, id string) ([]string, e
 func newPolicyHarness(t *testing.T) (*harness, func(group, name string) string) {
 	t.Helper()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "k.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	now := time.Now().UTC()
-	owner, _ := rbac.RoleByName(rbac.RoleOwner)
 	vaultID := "/subscriptions/" + fakeSub + "/resourceGroups/rg-kv/providers/Microsoft.KeyVault/vaults/kv-cli"
 	vaultProps, _ := json.Marshal(keyvault.Properties{TenantID: fakeTenant, SKU: keyvault.SKU{Family: "A", Name: "standard"}})
-	errs := []error{
-		st.CreateTenant(ctx, &keyhold.Tenant{ID: fakeTenant, DisplayName: "Contoso", DefaultDomain: "contoso.keyhold.local", CreatedAt: now}),
-		st.CreatePrincipal(ctx, &keyhold.Principal{ID: policyAdminID, TenantID: fakeTenant, Type: keyhold.PrincipalUser, DisplayName: "Administrator", UserPrincipalName: adminUPN, CreatedAt: now}),
-		st.CreateSubscription(ctx, &keyhold.Subscription{ID: fakeSub, TenantID: fakeTenant, DisplayName: "Keyhold", State: "Enabled", CreatedAt: now}),
-		st.PutProviderRegistration(ctx, &keyhold.ProviderRegistration{SubscriptionID: fakeSub, Namespace: policy.Namespace, State: keyhold.StateRegistered, UpdatedAt: now}),
-		st.CreateRoleAssignment(ctx, &keyhold.RoleAssignment{Name: "54444444-4444-4444-8444-444444444444", TenantID: fakeTenant, Scope: "/subscriptions/" + fakeSub,
-			RoleDefinitionID: owner.ID, PrincipalID: policyAdminID, PrincipalType: keyhold.PrincipalUser, CreatedAt: now, UpdatedAt: now}),
-		st.PutResource(ctx, &keyhold.Resource{ID: vaultID, SubscriptionID: fakeSub, ResourceGroup: "rg-kv", Type: keyvault.ResourceType, Name: "kv-cli", Location: "westus", Properties: vaultProps}),
-		st.CreateKeyVersion(ctx, &keyhold.KeyVersion{VaultName: "kv-cli", Name: "cmk", Version: "0123456789abcdef0123456789abcdef", Kty: "RSA", KeySize: 2048,
-			KeyOps: []string{"wrapKey", "unwrapKey"}, PublicJWK: json.RawMessage(`{}`), Enabled: true, CreatedAt: now, UpdatedAt: now}),
-	}
-	for _, g := range []string{"rg-a", "rg-b", "rg-kv"} {
-		errs = append(errs, st.PutResourceGroup(ctx, &keyhold.ResourceGroup{SubscriptionID: fakeSub, Name: g, Location: "westus"}))
-	}
-	for _, err := range errs {
-		if err != nil {
-			t.Fatal(err)
+	st := seededStore(t, policyAdminID, "54444444-4444-4444-8444-444444444444", func(ctx context.Context, st keyhold.Store, now time.Time) []error {
+		errs := []error{
+			st.PutProviderRegistration(ctx, &keyhold.ProviderRegistration{SubscriptionID: fakeSub, Namespace: policy.Namespace, State: keyhold.StateRegistered, UpdatedAt: now}),
+			st.PutResource(ctx, &keyhold.Resource{ID: vaultID, SubscriptionID: fakeSub, ResourceGroup: "rg-kv", Type: keyvault.ResourceType, Name: "kv-cli", Location: "westus", Properties: vaultProps}),
+			st.CreateKeyVersion(ctx, &keyhold.KeyVersion{VaultName: "kv-cli", Name: "cmk", Version: "0123456789abcdef0123456789abcdef", Kty: "RSA", KeySize: 2048,
+				KeyOps: []string{"wrapKey", "unwrapKey"}, PublicJWK: json.RawMessage(`{}`), Enabled: true, CreatedAt: now, UpdatedAt: now}),
 		}
-	}
-	key, err := seal.NewKey(seal.GenerateMasterKey())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, err := identity.New(ctx, st, key, identity.Config{PublicURL: "https://keyhold.test/"})
-	if err != nil {
-		t.Fatal(err)
-	}
+		for _, g := range []string{"rg-a", "rg-b", "rg-kv"} {
+			errs = append(errs, st.PutResourceGroup(ctx, &keyhold.ResourceGroup{SubscriptionID: fakeSub, Name: g, Location: "westus"}))
+		}
+		return errs
+	})
+	_, ids := sealedIdentities(t, st)
 	policyID := func(group, name string) string { return client.PolicyID(fakeSub, group, name) }
 	links := &cliLinks{ids: map[string]bool{strings.ToLower(policyID("rg-a", "ep-linked")): true}}
 	svc := policy.New(policy.Config{Store: st, Identity: ids, Links: links})
@@ -88,19 +62,7 @@ func newPolicyHarness(t *testing.T) (*harness, func(group, name string) string) 
 	a.Register(svc.ResourceType())
 
 	// The policies, through the resource type as a deployment would make them.
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if audienceOf(tok) != client.AudienceARM {
-			azErr(w, 401, "InvalidAuthenticationToken", "wrong token")
-			return
-		}
-		p, err := st.GetPrincipal(r.Context(), policyAdminID)
-		if err != nil {
-			azErr(w, 401, "InvalidAuthenticationToken", "no administrator")
-			return
-		}
-		a.Handler().ServeHTTP(w, r.WithContext(keyhold.WithCaller(r.Context(), &keyhold.Caller{Principal: p, TenantID: p.TenantID, Audience: client.AudienceARM})))
-	})
+	h := armAsAdmin(st, policyAdminID, a.Handler())
 	for _, p := range []struct{ group, name, location string }{{"rg-a", "ep-contoso", "europe"}, {"rg-b", "ep-contoso", "unitedstates"}, {"rg-a", "ep-linked", "europe"}} {
 		body := `{"location":"` + p.location + `","kind":"Encryption","identity":{"type":"SystemAssigned"},
 			"properties":{"encryption":{"state":"Enabled","keyVault":{"id":"` + vaultID + `","key":{"name":"cmk"}}}}}`
@@ -123,30 +85,10 @@ func newPolicyHarness(t *testing.T) (*harness, func(group, name string) string) 
 		t.Fatalf("creating the lockbox policy: %d %s", w.Code, w.Body)
 	}
 
-	var mu sync.Mutex
-	n := 0
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /{tenant}/oauth2/v2.0/token", func(w http.ResponseWriter, r *http.Request) {
-		r.ParseForm()
-		if r.PostForm.Get("grant_type") != "password" || !strings.EqualFold(r.PostForm.Get("username"), adminUPN) || r.PostForm.Get("password") != adminPW {
-			w.WriteHeader(400)
-			json.NewEncoder(w).Encode(map[string]string{"error": "invalid_grant", "error_description": "bad credentials"})
-			return
-		}
-		mu.Lock()
-		n++
-		tok := fakeToken(strings.TrimSuffix(r.PostForm.Get("scope"), "/.default"), n)
-		mu.Unlock()
-		reply(w, 200, map[string]any{"token_type": "Bearer", "expires_in": 3600, "access_token": tok})
-	})
+	adminTokens(mux)
 	mux.Handle("/", h)
-	f := &fake{t: t, srv: httptest.NewTLSServer(mux)}
-	t.Cleanup(f.srv.Close)
-
-	hr := newHarness(t)
-	hr.f = f
-	writeCA(t, hr, f)
-	return hr, policyID
+	return serveHarness(t, mux), policyID
 }
 
 func TestPolicyCommands(t *testing.T) {

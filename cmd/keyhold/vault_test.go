@@ -5,11 +5,9 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,8 +15,6 @@ import (
 	"github.com/keyhold/keyhold/arm"
 	"github.com/keyhold/keyhold/client"
 	"github.com/keyhold/keyhold/keyvault"
-	"github.com/keyhold/keyhold/rbac"
-	"github.com/keyhold/keyhold/sqlite"
 )
 
 const (
@@ -32,63 +28,21 @@ const (
 // vault type, behind a token endpoint and a user lookup like the fake's.
 func newVaultHarness(t *testing.T) *harness {
 	t.Helper()
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "k.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	now := time.Now().UTC()
-	owner, _ := rbac.RoleByName(rbac.RoleOwner)
-	for _, err := range []error{
-		st.CreateTenant(ctx, &keyhold.Tenant{ID: fakeTenant, DisplayName: "Contoso", DefaultDomain: "contoso.keyhold.local", CreatedAt: now}),
-		st.CreatePrincipal(ctx, &keyhold.Principal{ID: vaultAdminID, TenantID: fakeTenant, Type: keyhold.PrincipalUser, DisplayName: "Administrator", UserPrincipalName: adminUPN, CreatedAt: now}),
-		st.CreatePrincipal(ctx, &keyhold.Principal{ID: kvAdminID, TenantID: fakeTenant, Type: keyhold.PrincipalUser, DisplayName: "Key Vault Admin", UserPrincipalName: kvAdminUPN, CreatedAt: now}),
-		st.CreateSubscription(ctx, &keyhold.Subscription{ID: fakeSub, TenantID: fakeTenant, DisplayName: "Keyhold", State: "Enabled", CreatedAt: now}),
-		st.PutProviderRegistration(ctx, &keyhold.ProviderRegistration{SubscriptionID: fakeSub, Namespace: "Microsoft.KeyVault", State: keyhold.StateRegistered, UpdatedAt: now}),
-		st.PutResourceGroup(ctx, &keyhold.ResourceGroup{SubscriptionID: fakeSub, Name: "rg-contoso", Location: "westus"}),
-		st.CreateRoleAssignment(ctx, &keyhold.RoleAssignment{Name: "44444444-4444-4444-8444-444444444444", TenantID: fakeTenant, Scope: "/subscriptions/" + fakeSub,
-			RoleDefinitionID: owner.ID, PrincipalID: vaultAdminID, PrincipalType: keyhold.PrincipalUser, CreatedAt: now, UpdatedAt: now}),
-	} {
-		if err != nil {
-			t.Fatal(err)
+	st := seededStore(t, vaultAdminID, "44444444-4444-4444-8444-444444444444", func(ctx context.Context, st keyhold.Store, now time.Time) []error {
+		return []error{
+			st.CreatePrincipal(ctx, &keyhold.Principal{ID: kvAdminID, TenantID: fakeTenant, Type: keyhold.PrincipalUser, DisplayName: "Key Vault Admin", UserPrincipalName: kvAdminUPN, CreatedAt: now}),
+			st.PutProviderRegistration(ctx, &keyhold.ProviderRegistration{SubscriptionID: fakeSub, Namespace: "Microsoft.KeyVault", State: keyhold.StateRegistered, UpdatedAt: now}),
+			st.PutResourceGroup(ctx, &keyhold.ResourceGroup{SubscriptionID: fakeSub, Name: "rg-contoso", Location: "westus"}),
 		}
-	}
+	})
 	kv := keyvault.New(keyvault.Config{Store: st, PublicURL: "https://keyhold.test/"})
 	a := arm.New(arm.Config{Store: st})
 	a.Register(kv.ResourceType())
 
-	var mu sync.Mutex
-	n := 0
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /{tenant}/oauth2/v2.0/token", func(w http.ResponseWriter, r *http.Request) {
-		r.ParseForm()
-		if r.PostForm.Get("grant_type") != "password" || r.PostForm.Get("client_id") != client.DefaultPublicClientID ||
-			!strings.EqualFold(r.PostForm.Get("username"), adminUPN) || r.PostForm.Get("password") != adminPW {
-			w.WriteHeader(400)
-			json.NewEncoder(w).Encode(map[string]string{"error": "invalid_grant", "error_description": "bad credentials"})
-			return
-		}
-		mu.Lock()
-		n++
-		tok := fakeToken(strings.TrimSuffix(r.PostForm.Get("scope"), "/.default"), n)
-		mu.Unlock()
-		reply(w, 200, map[string]any{"token_type": "Bearer", "expires_in": 3600, "access_token": tok})
-	})
-	// Every token is the administrator's; the audience must fit the surface.
-	caller := func(r *http.Request, aud string) (context.Context, bool) {
-		tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if audienceOf(tok) != aud {
-			return nil, false
-		}
-		p, err := st.GetPrincipal(r.Context(), vaultAdminID)
-		if err != nil {
-			return nil, false
-		}
-		return keyhold.WithCaller(r.Context(), &keyhold.Caller{Principal: p, TenantID: p.TenantID, Audience: aud}), true
-	}
+	adminTokens(mux)
 	mux.HandleFunc("GET /v1.0/users/{id}", func(w http.ResponseWriter, r *http.Request) {
-		if _, ok := caller(r, client.AudienceGraph); !ok {
+		if tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); audienceOf(tok) != client.AudienceGraph {
 			azErr(w, 401, "InvalidAuthenticationToken", "wrong token")
 			return
 		}
@@ -99,21 +53,8 @@ func newVaultHarness(t *testing.T) *harness {
 		}
 		reply(w, 200, client.User{ID: ps[0].ID, DisplayName: ps[0].DisplayName, UserPrincipalName: ps[0].UserPrincipalName})
 	})
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		ctx, ok := caller(r, client.AudienceARM)
-		if !ok {
-			azErr(w, 401, "InvalidAuthenticationToken", "wrong token")
-			return
-		}
-		a.Handler().ServeHTTP(w, r.WithContext(ctx))
-	})
-	f := &fake{t: t, srv: httptest.NewTLSServer(mux)}
-	t.Cleanup(f.srv.Close)
-
-	h := newHarness(t)
-	h.f = f
-	writeCA(t, h, f)
-	return h
+	mux.Handle("/", armAsAdmin(st, vaultAdminID, a.Handler()))
+	return serveHarness(t, mux)
 }
 
 func TestVaultCommands(t *testing.T) {
