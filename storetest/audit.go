@@ -116,18 +116,38 @@ func testAuditFilters(t *testing.T, s keyhold.Store) {
 // testAuditConcurrent appends from 8 goroutines at once; the chain must come
 // out whole, with every record once.
 func testAuditConcurrent(t *testing.T, s keyhold.Store) {
-	ctx := context.Background()
 	const workers, each = 8, 20
+	writers := make([]keyhold.Store, workers)
+	for w := range writers {
+		writers[w] = s
+	}
+	appendAtOnce(t, writers, each, func(w, i int) *keyhold.AuditRecord {
+		return &keyhold.AuditRecord{Time: time.Now(), TenantID: "t1", Action: "concurrent", RequestID: fmt.Sprintf("w%d-%d", w, i)}
+	})
+	got := wholeChain(t, s, workers*each)
+	seen := map[string]bool{}
+	for _, r := range got {
+		if seen[r.RequestID] {
+			t.Errorf("request %s logged twice", r.RequestID)
+		}
+		seen[r.RequestID] = true
+	}
+}
+
+// appendAtOnce appends each records through every store of writers, one
+// goroutine per entry, all at once; record makes writer w's i-th record. It
+// fails the test at the first refusal.
+func appendAtOnce(t *testing.T, writers []keyhold.Store, each int, record func(w, i int) *keyhold.AuditRecord) {
+	t.Helper()
+	ctx := context.Background()
 	var wg sync.WaitGroup
-	errs := make(chan error, workers*each)
-	for w := range workers {
+	errs := make(chan error, len(writers)*each)
+	for w, s := range writers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range each {
-				r := &keyhold.AuditRecord{Time: time.Now(), TenantID: "t1", Action: "concurrent",
-					RequestID: fmt.Sprintf("w%d-%d", w, i)}
-				if err := s.AppendAudit(ctx, r); err != nil {
+				if err := s.AppendAudit(ctx, record(w, i)); err != nil {
 					errs <- err
 					return
 				}
@@ -139,21 +159,21 @@ func testAuditConcurrent(t *testing.T, s keyhold.Store) {
 	for err := range errs {
 		t.Fatalf("AppendAudit: %v", err)
 	}
-	got, err := s.ListAudit(ctx, keyhold.AuditFilter{})
+}
+
+// wholeChain reads s's audit records, fails the test unless there are want
+// of them, reports a broken chain, and returns them.
+func wholeChain(t *testing.T, s keyhold.Store, want int) []*keyhold.AuditRecord {
+	t.Helper()
+	got, err := s.ListAudit(context.Background(), keyhold.AuditFilter{})
 	must(t, err)
-	if len(got) != workers*each {
-		t.Fatalf("got %d records, want %d", len(got), workers*each)
+	if len(got) != want {
+		t.Fatalf("got %d records, want %d", len(got), want)
 	}
 	if _, err := keyhold.VerifyAuditChain(nil, got); err != nil {
 		t.Errorf("VerifyAuditChain: %v", err)
 	}
-	seen := map[string]bool{}
-	for _, r := range got {
-		if seen[r.RequestID] {
-			t.Errorf("request %s logged twice", r.RequestID)
-		}
-		seen[r.RequestID] = true
-	}
+	return got
 }
 
 func testSettings(t *testing.T, s keyhold.Store) {

@@ -67,36 +67,10 @@ func MigratedOnce(t *testing.T, db *sql.DB, n, last int) {
 // each at once; the chain each store reads back is whole.
 func AuditAcrossStores(t *testing.T, a, b keyhold.Store) {
 	t.Helper()
-	ctx := context.Background()
-	var wg sync.WaitGroup
-	errs := make(chan error, 64)
-	for i, s := range []keyhold.Store{a, b, a, b} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range 15 {
-				if err := s.AppendAudit(ctx, &keyhold.AuditRecord{Time: time.Now(), RequestID: fmt.Sprintf("%d-%d", i, j)}); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatalf("AppendAudit: %v", err)
-	}
+	appendAtOnce(t, []keyhold.Store{a, b, a, b}, 15, func(w, i int) *keyhold.AuditRecord {
+		return &keyhold.AuditRecord{Time: time.Now(), RequestID: fmt.Sprintf("%d-%d", w, i)}
+	})
 	for _, s := range []keyhold.Store{a, b} {
-		recs, err := s.ListAudit(ctx, keyhold.AuditFilter{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(recs) != 60 {
-			t.Errorf("got %d records, want 60", len(recs))
-		}
-		if _, err := keyhold.VerifyAuditChain(nil, recs); err != nil {
-			t.Error(err)
-		}
+		wholeChain(t, s, 60)
 	}
 }
