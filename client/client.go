@@ -211,6 +211,11 @@ type Response struct {
 // body if not nil, and decodes a JSON response into out if not nil. A status
 // of 400 or more comes back as an *Error.
 func (c *Client) Do(ctx context.Context, method, audience, path string, in, out any) (*Response, error) {
+	return c.doWith(ctx, method, audience, path, in, nil, out)
+}
+
+// doWith is Do with extra request headers in hdr (If-Match, Prefer).
+func (c *Client) doWith(ctx context.Context, method, audience, path string, in any, hdr http.Header, out any) (*Response, error) {
 	u, err := c.resolve(path)
 	if err != nil {
 		return nil, err
@@ -229,6 +234,9 @@ func (c *Client) Do(ctx context.Context, method, audience, path string, in, out 
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, vs := range hdr {
+		req.Header[k] = vs
 	}
 	return c.send(req, audience, out)
 }

@@ -1,9 +1,7 @@
 package client
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -64,29 +62,7 @@ func rowPath(envID, table, id string) string {
 
 // dataDo sends a data API request with extra headers (If-Match, Prefer).
 func (c *Client) dataDo(ctx context.Context, method, path string, in any, hdr http.Header, out any) (*Response, error) {
-	u, err := c.resolve(path)
-	if err != nil {
-		return nil, err
-	}
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return nil, fmt.Errorf("client: encoding request: %w", err)
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
-	if err != nil {
-		return nil, fmt.Errorf("client: %w", err)
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for k, vs := range hdr {
-		req.Header[k] = vs
-	}
-	return c.send(req, AudienceData, out)
+	return c.doWith(ctx, method, AudienceData, path, in, hdr, out)
 }
 
 // CreateTable creates a table in an environment.
