@@ -4,9 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,9 +14,7 @@ import (
 	"github.com/keyhold/keyhold/identity"
 	"github.com/keyhold/keyhold/keyvault"
 	"github.com/keyhold/keyhold/policy"
-	"github.com/keyhold/keyhold/rbac"
 	"github.com/keyhold/keyhold/seal"
-	"github.com/keyhold/keyhold/sqlite"
 )
 
 const (
@@ -32,9 +27,7 @@ const (
 var pVaultID = "/subscriptions/" + pSub + "/resourceGroups/rg-kv/providers/Microsoft.KeyVault/vaults/" + pVault
 
 // ownerTokens hands out the owner's id as the token; the server maps it back.
-type ownerTokens struct{}
-
-func (ownerTokens) Token(context.Context, string) (string, error) { return pOwner, nil }
+var ownerTokens = principalTokens(pOwner)
 
 // linkedEnvs is a LinkChecker that links every policy named "ep-linked".
 type linkedEnvs struct{}
@@ -51,58 +44,25 @@ func (linkedEnvs) LinkedEnvironments(_ context.Context, id string) ([]string, er
 // key, and an owner.
 func policyServer(t *testing.T) *client.Client {
 	t.Helper()
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "k.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	now := time.Now().UTC()
-	owner, _ := rbac.RoleByName(rbac.RoleOwner)
 	vaultProps, _ := json.Marshal(keyvault.Properties{TenantID: pTenant, SKU: keyvault.SKU{Family: "A", Name: "standard"}})
-	for _, err := range []error{
-		st.CreateTenant(ctx, &keyhold.Tenant{ID: pTenant, DisplayName: "Contoso", DefaultDomain: "contoso.keyhold", CreatedAt: now}),
-		st.CreatePrincipal(ctx, &keyhold.Principal{ID: pOwner, TenantID: pTenant, Type: keyhold.PrincipalUser, UserPrincipalName: "owner@contoso.keyhold", CreatedAt: now}),
-		st.CreateSubscription(ctx, &keyhold.Subscription{ID: pSub, TenantID: pTenant, State: "Enabled", CreatedAt: now}),
-		st.PutProviderRegistration(ctx, &keyhold.ProviderRegistration{SubscriptionID: pSub, Namespace: policy.Namespace, State: keyhold.StateRegistered, UpdatedAt: now}),
-		st.PutResourceGroup(ctx, &keyhold.ResourceGroup{SubscriptionID: pSub, Name: "rg-a", Location: "westeurope"}),
-		st.PutResourceGroup(ctx, &keyhold.ResourceGroup{SubscriptionID: pSub, Name: "rg-b", Location: "westeurope"}),
-		st.PutResourceGroup(ctx, &keyhold.ResourceGroup{SubscriptionID: pSub, Name: "rg-kv", Location: "westeurope"}),
-		st.CreateRoleAssignment(ctx, &keyhold.RoleAssignment{Name: "8c2d3e4f-0000-4000-8000-000000000001", TenantID: pTenant, Scope: "/subscriptions/" + pSub,
-			RoleDefinitionID: owner.ID, PrincipalID: pOwner, PrincipalType: keyhold.PrincipalUser, CreatedAt: now, UpdatedAt: now}),
-		st.PutResource(ctx, &keyhold.Resource{ID: pVaultID, SubscriptionID: pSub, ResourceGroup: "rg-kv", Type: keyvault.ResourceType, Name: pVault, Location: "westeurope", Properties: vaultProps}),
-		st.CreateKeyVersion(ctx, &keyhold.KeyVersion{VaultName: pVault, Name: "cmk", Version: "0123456789abcdef0123456789abcdef", Kty: "RSA", KeySize: 2048,
-			KeyOps: []string{"wrapKey", "unwrapKey"}, PublicJWK: json.RawMessage(`{}`), Enabled: true, CreatedAt: now, UpdatedAt: now}),
-	} {
+	return armServer(t, armFixture{tenant: pTenant, sub: pSub, owner: pOwner, assignment: "8c2d3e4f-0000-4000-8000-000000000001",
+		namespace: policy.Namespace, groups: []string{"rg-a", "rg-b", "rg-kv"}}, func(ctx context.Context, st keyhold.Store, now time.Time) []error {
+		return []error{
+			st.PutResource(ctx, &keyhold.Resource{ID: pVaultID, SubscriptionID: pSub, ResourceGroup: "rg-kv", Type: keyvault.ResourceType, Name: pVault, Location: "westeurope", Properties: vaultProps}),
+			st.CreateKeyVersion(ctx, &keyhold.KeyVersion{VaultName: pVault, Name: "cmk", Version: "0123456789abcdef0123456789abcdef", Kty: "RSA", KeySize: 2048,
+				KeyOps: []string{"wrapKey", "unwrapKey"}, PublicJWK: json.RawMessage(`{}`), Enabled: true, CreatedAt: now, UpdatedAt: now}),
+		}
+	}, func(ctx context.Context, st keyhold.Store, a *arm.Server) {
+		key, err := seal.NewKey(seal.GenerateMasterKey())
 		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	key, err := seal.NewKey(seal.GenerateMasterKey())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, err := identity.New(ctx, st, key, identity.Config{PublicURL: "https://keyhold.test/"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := arm.New(arm.Config{Store: st})
-	a.Register(policy.New(policy.Config{Store: st, Identity: ids, Links: linkedEnvs{}}).ResourceType())
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		p, err := st.GetPrincipal(r.Context(), id)
+		ids, err := identity.New(ctx, st, key, identity.Config{PublicURL: "https://keyhold.test/"})
 		if err != nil {
-			http.Error(w, "unknown principal", http.StatusUnauthorized)
-			return
+			t.Fatal(err)
 		}
-		a.Handler().ServeHTTP(w, r.WithContext(keyhold.WithCaller(r.Context(), &keyhold.Caller{Principal: p, TenantID: p.TenantID})))
-	}))
-	t.Cleanup(srv.Close)
-	c, err := client.New(client.Config{Server: srv.URL, HTTPClient: srv.Client(), Tokens: ownerTokens{}, PollInterval: time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+		a.Register(policy.New(policy.Config{Store: st, Identity: ids, Links: linkedEnvs{}}).ResourceType())
+	})
 }
 
 func cmkPolicy() client.EnterprisePolicy {
@@ -213,7 +173,7 @@ func TestPolicyIDs(t *testing.T) {
 			t.Errorf("IsPolicyID(%q) = %v, want %v", tt.id, got, tt.want)
 		}
 	}
-	c, err := client.New(client.Config{Server: "https://127.0.0.1:1/", Tokens: ownerTokens{}})
+	c, err := client.New(client.Config{Server: "https://127.0.0.1:1/", Tokens: ownerTokens})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,11 +2,7 @@ package client_test
 
 import (
 	"context"
-	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -14,8 +10,6 @@ import (
 	"github.com/keyhold/keyhold/arm"
 	"github.com/keyhold/keyhold/client"
 	"github.com/keyhold/keyhold/keyvault"
-	"github.com/keyhold/keyhold/rbac"
-	"github.com/keyhold/keyhold/sqlite"
 )
 
 const (
@@ -25,55 +19,14 @@ const (
 	vOID    = "3c2d3e4f-0000-4000-8000-0000000000a1"
 )
 
-// principalTokens hands out the principal id as the token; the test server
-// maps it back.
-type principalTokens string
-
-func (p principalTokens) Token(context.Context, string) (string, error) { return string(p), nil }
-
 // vaultServer runs the resource manager with the vault type over TLS, on a
 // SQLite store with one tenant, subscription, group and owner.
 func vaultServer(t *testing.T) *client.Client {
 	t.Helper()
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "k.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	now := time.Now().UTC()
-	owner, _ := rbac.RoleByName(rbac.RoleOwner)
-	for _, err := range []error{
-		st.CreateTenant(ctx, &keyhold.Tenant{ID: vTenant, DisplayName: "Contoso", DefaultDomain: "contoso.keyhold", CreatedAt: now}),
-		st.CreatePrincipal(ctx, &keyhold.Principal{ID: vOwner, TenantID: vTenant, Type: keyhold.PrincipalUser, UserPrincipalName: "owner@contoso.keyhold", CreatedAt: now}),
-		st.CreateSubscription(ctx, &keyhold.Subscription{ID: vSub, TenantID: vTenant, State: "Enabled", CreatedAt: now}),
-		st.PutProviderRegistration(ctx, &keyhold.ProviderRegistration{SubscriptionID: vSub, Namespace: "Microsoft.KeyVault", State: keyhold.StateRegistered, UpdatedAt: now}),
-		st.PutResourceGroup(ctx, &keyhold.ResourceGroup{SubscriptionID: vSub, Name: "rg", Location: "westeurope"}),
-		st.CreateRoleAssignment(ctx, &keyhold.RoleAssignment{Name: "4c2d3e4f-0000-4000-8000-000000000001", TenantID: vTenant, Scope: "/subscriptions/" + vSub,
-			RoleDefinitionID: owner.ID, PrincipalID: vOwner, PrincipalType: keyhold.PrincipalUser, CreatedAt: now, UpdatedAt: now}),
-	} {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	kv := keyvault.New(keyvault.Config{Store: st, PublicURL: "https://keyhold.test/"})
-	a := arm.New(arm.Config{Store: st})
-	a.Register(kv.ResourceType())
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		p, err := st.GetPrincipal(r.Context(), id)
-		if err != nil {
-			http.Error(w, "unknown principal", http.StatusUnauthorized)
-			return
-		}
-		a.Handler().ServeHTTP(w, r.WithContext(keyhold.WithCaller(r.Context(), &keyhold.Caller{Principal: p, TenantID: p.TenantID})))
-	}))
-	t.Cleanup(srv.Close)
-	c, err := client.New(client.Config{Server: srv.URL, HTTPClient: srv.Client(), Tokens: principalTokens(vOwner), PollInterval: time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return armServer(t, armFixture{tenant: vTenant, sub: vSub, owner: vOwner, assignment: "4c2d3e4f-0000-4000-8000-000000000001",
+		namespace: "Microsoft.KeyVault", groups: []string{"rg"}}, nil, func(_ context.Context, st keyhold.Store, a *arm.Server) {
+		a.Register(keyvault.New(keyvault.Config{Store: st, PublicURL: "https://keyhold.test/"}).ResourceType())
+	})
 }
 
 func TestVaultLifecycle(t *testing.T) {
