@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
@@ -9,11 +8,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
-	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/authorization/armauthorization/v2"
-	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resources/armresources"
-	"github.com/google/uuid"
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/identity"
@@ -24,32 +18,11 @@ import (
 // CustomerViaMicrosoft and cannot be reverted during the no-revert window.
 func TestBYOKMigration(t *testing.T) {
 	e := start(t, "")
-	ctx := context.Background()
-	sub := e.Boot.SubscriptionID
-	owner, opts := e.ServicePrincipal(), e.ARMOptions()
-	groups, _ := armresources.NewResourceGroupsClient(sub, owner, opts)
-	if _, err := groups.CreateOrUpdate(ctx, "rg-byok", armresources.ResourceGroup{Location: to.Ptr("westus")}, nil); err != nil {
-		t.Fatal(err)
-	}
-	providers, _ := armresources.NewProvidersClient(sub, owner, opts)
-	if _, err := providers.Register(ctx, "Microsoft.PowerPlatform", nil); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "provider registered", func() bool {
-		p, err := providers.Get(ctx, "Microsoft.PowerPlatform", nil)
-		return err == nil && *p.RegistrationState == "Registered"
-	})
+	e.createGroup(t, "rg-byok")
+	e.registerPowerPlatform(t)
 	policy := e.setupCMK(t, "rg-byok", "kv-byok", "ep-byok")
 	ppID, ppUPN := e.CreateUser("ppadmin", "Pp-admin-password-42!", keyhold.RolePowerPlatformAdministrator)
-	assignments, _ := armauthorization.NewRoleAssignmentsClient(sub, owner, opts)
-	if _, err := assignments.Create(ctx, policy.policyID, uuid.NewString(), armauthorization.RoleAssignmentCreateParameters{
-		Properties: &armauthorization.RoleAssignmentProperties{
-			RoleDefinitionID: to.Ptr("/subscriptions/" + sub + "/providers/Microsoft.Authorization/roleDefinitions/" + readerRoleID),
-			PrincipalID:      to.Ptr(ppID),
-		},
-	}, nil); err != nil {
-		t.Fatal(err)
-	}
+	e.assignRole(t, policy.policyID, readerRoleID, ppID)
 	bap := e.Token(e.User(ppUPN, "Pp-admin-password-42!"), identity.AudiencePlatform)
 
 	var created struct {

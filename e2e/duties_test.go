@@ -11,7 +11,6 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/authorization/armauthorization/v2"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/keyvault/armkeyvault"
-	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resources/armresources"
 	"github.com/google/uuid"
 
 	"github.com/keyhold/keyhold"
@@ -79,10 +78,7 @@ func TestSeparationOfDuties(t *testing.T) {
 	sub, tenant := e.Boot.SubscriptionID, e.Boot.TenantID
 	owner, opts := e.ServicePrincipal(), e.ARMOptions()
 
-	groups, _ := armresources.NewResourceGroupsClient(sub, owner, opts)
-	if _, err := groups.CreateOrUpdate(ctx, "rg-duties", armresources.ResourceGroup{Location: to.Ptr("westus")}, nil); err != nil {
-		t.Fatal(err)
-	}
+	e.createGroup(t, "rg-duties")
 	vaultID := *e.createVault(t, "rg-duties", "kv-duties", false).ID
 	vaults, _ := armkeyvault.NewVaultsClient(sub, owner, opts)
 

@@ -16,11 +16,9 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
-	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/authorization/armauthorization/v2"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/keyvault/armkeyvault"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resources/armresources"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
-	"github.com/google/uuid"
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/identity"
@@ -304,36 +302,16 @@ func walkEnvironment(t *testing.T, e *env, scanStore func(secrets [][]byte)) {
 		rows = 500
 	}
 	ctx := context.Background()
-	sub := e.Boot.SubscriptionID
-	owner, opts := e.ServicePrincipal(), e.ARMOptions()
-	groups, _ := armresources.NewResourceGroupsClient(sub, owner, opts)
-	if _, err := groups.CreateOrUpdate(ctx, "rg-cmk", armresources.ResourceGroup{Location: to.Ptr("westus")}, nil); err != nil {
-		t.Fatal(err)
-	}
-	providers, _ := armresources.NewProvidersClient(sub, owner, opts)
-	if _, err := providers.Register(ctx, "Microsoft.PowerPlatform", nil); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "provider registered", func() bool {
-		p, err := providers.Get(ctx, "Microsoft.PowerPlatform", nil)
-		return err == nil && *p.RegistrationState == "Registered"
-	})
+	e.createGroup(t, "rg-cmk")
+	e.registerPowerPlatform(t)
 	first := e.setupCMK(t, "rg-cmk", "kv-first", "ep-first")
 	second := e.setupCMK(t, "rg-cmk", "kv-second", "ep-second")
 
 	// The Power Platform administrator holds Reader on both policies.
 	const ppPassword = "Pp-admin-password-42!"
 	ppID, ppUPN := e.CreateUser("ppadmin", ppPassword, keyhold.RolePowerPlatformAdministrator)
-	assignments, _ := armauthorization.NewRoleAssignmentsClient(sub, owner, opts)
 	for _, c := range []*cmk{first, second} {
-		if _, err := assignments.Create(ctx, c.policyID, uuid.NewString(), armauthorization.RoleAssignmentCreateParameters{
-			Properties: &armauthorization.RoleAssignmentProperties{
-				RoleDefinitionID: to.Ptr("/subscriptions/" + sub + "/providers/Microsoft.Authorization/roleDefinitions/" + readerRoleID),
-				PrincipalID:      to.Ptr(ppID),
-			},
-		}, nil); err != nil {
-			t.Fatal(err)
-		}
+		e.assignRole(t, c.policyID, readerRoleID, ppID)
 	}
 	pp := e.User(ppUPN, ppPassword)
 	bap := e.Token(pp, identity.AudiencePlatform)

@@ -8,7 +8,10 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/authorization/armauthorization/v2"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/keyvault/armkeyvault"
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resources/armresources"
+	"github.com/google/uuid"
 
 	"github.com/keyhold/keyhold/internal/testenv"
 	"github.com/keyhold/keyhold/server"
@@ -52,4 +55,46 @@ func (e *env) createVault(t *testing.T, group, name string, rbac bool) *armkeyva
 		t.Fatal(err)
 	}
 	return &v.Vault
+}
+
+// createGroup creates resource group name in westus in the bootstrap
+// subscription, as the bootstrap service principal.
+func (e *env) createGroup(t *testing.T, name string) {
+	t.Helper()
+	groups, _ := armresources.NewResourceGroupsClient(e.Boot.SubscriptionID, e.ServicePrincipal(), e.ARMOptions())
+	if _, err := groups.CreateOrUpdate(context.Background(), name, armresources.ResourceGroup{Location: to.Ptr("westus")}, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// registerPowerPlatform registers Microsoft.PowerPlatform in the bootstrap
+// subscription, as the bootstrap service principal, and waits until it is
+// registered.
+func (e *env) registerPowerPlatform(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	providers, _ := armresources.NewProvidersClient(e.Boot.SubscriptionID, e.ServicePrincipal(), e.ARMOptions())
+	if _, err := providers.Register(ctx, "Microsoft.PowerPlatform", nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "provider registered", func() bool {
+		p, err := providers.Get(ctx, "Microsoft.PowerPlatform", nil)
+		return err == nil && *p.RegistrationState == "Registered"
+	})
+}
+
+// assignRole gives principal the role (a role definition's GUID) at scope
+// with armauthorization, as the bootstrap service principal.
+func (e *env) assignRole(t *testing.T, scope, roleID, principal string) {
+	t.Helper()
+	sub := e.Boot.SubscriptionID
+	assignments, _ := armauthorization.NewRoleAssignmentsClient(sub, e.ServicePrincipal(), e.ARMOptions())
+	if _, err := assignments.Create(context.Background(), scope, uuid.NewString(), armauthorization.RoleAssignmentCreateParameters{
+		Properties: &armauthorization.RoleAssignmentProperties{
+			RoleDefinitionID: to.Ptr("/subscriptions/" + sub + "/providers/Microsoft.Authorization/roleDefinitions/" + roleID),
+			PrincipalID:      to.Ptr(principal),
+		},
+	}, nil); err != nil {
+		t.Fatalf("assign role %s at %s: %v", roleID, scope, err)
+	}
 }

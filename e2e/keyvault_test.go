@@ -9,11 +9,8 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
-	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/authorization/armauthorization/v2"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/keyvault/armkeyvault"
-	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resources/armresources"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
-	"github.com/google/uuid"
 )
 
 const cryptoServiceEncryptionUser = "e147488a-f6f5-4113-8e2d-b22465e65bf6"
@@ -29,10 +26,7 @@ func TestVaultAccessChangesOnTheNextRequest(t *testing.T) {
 	sub, tenant := e.Boot.SubscriptionID, e.Boot.TenantID
 	owner := e.ServicePrincipal()
 	opts := e.ARMOptions()
-	groups, _ := armresources.NewResourceGroupsClient(sub, owner, opts)
-	if _, err := groups.CreateOrUpdate(ctx, "rg-kv", armresources.ResourceGroup{Location: to.Ptr("westus")}, nil); err != nil {
-		t.Fatal(err)
-	}
+	e.createGroup(t, "rg-kv")
 	vaults, _ := armkeyvault.NewVaultsClient(sub, owner, opts)
 	ownerOID := e.Server.Bootstrap().ServicePrincipalID
 	createVault := func(name string, rbac bool) *armkeyvault.Vault { return e.createVault(t, "rg-kv", name, rbac) }
@@ -72,18 +66,7 @@ func TestVaultAccessChangesOnTheNextRequest(t *testing.T) {
 	// RBAC mode: Owner holds no data actions, so the owner needs a data role
 	// (Crypto Officer) to create the key.
 	rbacVault := createVault("kv-rbac", true)
-	assignments, _ := armauthorization.NewRoleAssignmentsClient(sub, owner, opts)
-	assign := func(principal, role string) {
-		t.Helper()
-		if _, err := assignments.Create(ctx, *rbacVault.ID, uuid.NewString(), armauthorization.RoleAssignmentCreateParameters{
-			Properties: &armauthorization.RoleAssignmentProperties{
-				RoleDefinitionID: to.Ptr("/subscriptions/" + sub + "/providers/Microsoft.Authorization/roleDefinitions/" + role),
-				PrincipalID:      to.Ptr(principal),
-			},
-		}, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
+	assign := func(principal, role string) { t.Helper(); e.assignRole(t, *rbacVault.ID, role, principal) }
 	assign(ownerOID, "14b46e9e-c2b7-41b4-b07b-48a6ebf60603") // Key Vault Crypto Officer
 	if _, err := e.vaultClient("kv-rbac", owner).CreateKey(ctx, "k", azkeys.CreateKeyParameters{Kty: to.Ptr(azkeys.KeyTypeRSA)}, nil); err != nil {
 		t.Fatalf("create key as Crypto Officer: %v", err)

@@ -12,12 +12,10 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
-	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/authorization/armauthorization/v2"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/keyvault/armkeyvault"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resourcegraph/armresourcegraph"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resources/armresources"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
-	"github.com/google/uuid"
 
 	"github.com/keyhold/keyhold"
 )
@@ -47,18 +45,8 @@ func TestSeedPolicyWalk(t *testing.T) {
 	owner := e.ServicePrincipal()
 	opts := e.ARMOptions()
 
-	groups, _ := armresources.NewResourceGroupsClient(sub, owner, opts)
-	if _, err := groups.CreateOrUpdate(ctx, "rg-cmk", armresources.ResourceGroup{Location: to.Ptr("westus")}, nil); err != nil {
-		t.Fatal(err)
-	}
-	providers, _ := armresources.NewProvidersClient(sub, owner, opts)
-	if _, err := providers.Register(ctx, "Microsoft.PowerPlatform", nil); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "provider registered", func() bool {
-		p, err := providers.Get(ctx, "Microsoft.PowerPlatform", nil)
-		return err == nil && *p.RegistrationState == "Registered"
-	})
+	e.createGroup(t, "rg-cmk")
+	e.registerPowerPlatform(t)
 
 	// The vault, with soft delete and purge protection, and an RSA key.
 	vaults, _ := armkeyvault.NewVaultsClient(sub, owner, opts)
@@ -149,15 +137,7 @@ func TestSeedPolicyWalk(t *testing.T) {
 
 	// Reader on the policy for a Power Platform administrator.
 	ppID, _ := e.CreateUser("ppadmin", "Pp-admin-password-42!", keyhold.RolePowerPlatformAdministrator)
-	assignments, _ := armauthorization.NewRoleAssignmentsClient(sub, owner, opts)
-	if _, err := assignments.Create(ctx, policyID, uuid.NewString(), armauthorization.RoleAssignmentCreateParameters{
-		Properties: &armauthorization.RoleAssignmentProperties{
-			RoleDefinitionID: to.Ptr("/subscriptions/" + sub + "/providers/Microsoft.Authorization/roleDefinitions/" + readerRoleID),
-			PrincipalID:      to.Ptr(ppID),
-		},
-	}, nil); err != nil {
-		t.Fatalf("Reader on the policy: %v", err)
-	}
+	e.assignRole(t, policyID, readerRoleID, ppID)
 
 	health := func() (string, string) {
 		p, err := generic.GetByID(ctx, policyID, "2020-10-30", nil)

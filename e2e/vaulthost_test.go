@@ -11,11 +11,9 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
-	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/authorization/armauthorization/v2"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/keyvault/armkeyvault"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resources/armresources"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
-	"github.com/google/uuid"
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/identity"
@@ -36,18 +34,8 @@ func TestVaultHostSeedPolicy(t *testing.T) {
 	ctx := context.Background()
 	sub, tenant := e.Boot.SubscriptionID, e.Boot.TenantID
 	owner, opts := e.ServicePrincipal(), e.ARMOptions()
-	groups, _ := armresources.NewResourceGroupsClient(sub, owner, opts)
-	if _, err := groups.CreateOrUpdate(ctx, "rg-host", armresources.ResourceGroup{Location: to.Ptr("westus")}, nil); err != nil {
-		t.Fatal(err)
-	}
-	providers, _ := armresources.NewProvidersClient(sub, owner, opts)
-	if _, err := providers.Register(ctx, "Microsoft.PowerPlatform", nil); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "provider registered", func() bool {
-		p, err := providers.Get(ctx, "Microsoft.PowerPlatform", nil)
-		return err == nil && *p.RegistrationState == "Registered"
-	})
+	e.createGroup(t, "rg-host")
+	e.registerPowerPlatform(t)
 
 	v := e.createVault(t, "rg-host", "kv-host-cmk", false)
 	u, _ := url.Parse(e.Server.URL())
@@ -113,15 +101,7 @@ func TestVaultHostSeedPolicy(t *testing.T) {
 	// environment to it.
 	const ppPassword = "Pp-admin-password-42!"
 	ppID, ppUPN := e.CreateUser("ppadmin", ppPassword, keyhold.RolePowerPlatformAdministrator)
-	assignments, _ := armauthorization.NewRoleAssignmentsClient(sub, owner, opts)
-	if _, err := assignments.Create(ctx, policyID, uuid.NewString(), armauthorization.RoleAssignmentCreateParameters{
-		Properties: &armauthorization.RoleAssignmentProperties{
-			RoleDefinitionID: to.Ptr("/subscriptions/" + sub + "/providers/Microsoft.Authorization/roleDefinitions/" + readerRoleID),
-			PrincipalID:      to.Ptr(ppID),
-		},
-	}, nil); err != nil {
-		t.Fatal(err)
-	}
+	e.assignRole(t, policyID, readerRoleID, ppID)
 	bap := e.Token(e.User(ppUPN, ppPassword), identity.AudiencePlatform)
 	var created2 struct {
 		Name string `json:"name"`
