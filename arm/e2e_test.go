@@ -2,67 +2,41 @@ package arm
 
 import (
 	"context"
-	"errors"
-	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	azarm "github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/authorization/armauthorization/v2"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resources/armresources"
+
+	"github.com/keyhold/keyhold/internal/unitenv"
 )
 
 const managementAudience = "https://management.keyhold.internal"
 
 // tokenCredential hands out a fixed bearer token: the test middleware maps
 // it to a principal. It checks that the SDK asks for the management scope.
-type tokenCredential struct {
-	t     *testing.T
-	token string
-}
-
-func (c tokenCredential) GetToken(_ context.Context, o policy.TokenRequestOptions) (azcore.AccessToken, error) {
-	if len(o.Scopes) != 1 || o.Scopes[0] != managementAudience+"/.default" {
-		c.t.Errorf("token requested for scopes %v", o.Scopes)
-	}
-	return azcore.AccessToken{Token: c.token, ExpiresOn: time.Now().Add(time.Hour)}, nil
+func tokenCredential(t *testing.T, token string) unitenv.Credential {
+	return unitenv.Credential{TB: t, Token: token, Audience: managementAudience}
 }
 
 // sdkServer serves the handler over TLS behind a middleware that maps
 // "Bearer <principal id>" to that principal.
 func sdkServer(t *testing.T, e *env) (*httptest.Server, func(principal string) *azarm.ClientOptions) {
 	t.Helper()
-	srv := httptest.NewTLSServer(e.middleware(e.srv.Handler(), func(r *http.Request) string {
-		tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		return tok
-	}))
+	srv := httptest.NewTLSServer(e.middleware(e.srv.Handler(), unitenv.Bearer))
 	t.Cleanup(srv.Close)
-	opts := func(string) *azarm.ClientOptions {
-		return &azarm.ClientOptions{ClientOptions: azcore.ClientOptions{
-			Transport: srv.Client(),
-			Retry:     policy.RetryOptions{MaxRetries: -1},
-			Cloud: cloud.Configuration{Services: map[cloud.ServiceName]cloud.ServiceConfiguration{
-				cloud.ResourceManager: {Endpoint: srv.URL, Audience: managementAudience},
-			}},
-		}}
-	}
-	return srv, opts
+	return srv, func(string) *azarm.ClientOptions { return unitenv.ARMOptions(srv, managementAudience) }
 }
 
 func statusOf(t *testing.T, err error) (int, string) {
 	t.Helper()
-	var re *azcore.ResponseError
-	if !errors.As(err, &re) {
-		t.Fatalf("error %v is not a ResponseError", err)
-	}
+	re := unitenv.ResponseError(t, err)
 	return re.StatusCode, re.ErrorCode
 }
 
@@ -70,7 +44,7 @@ func TestSDKResourceGroupsAndProviders(t *testing.T) {
 	e := newEnvDelay(t, 0)
 	_, opts := sdkServer(t, e)
 	ctx := context.Background()
-	cred := tokenCredential{t, ownerID}
+	cred := tokenCredential(t, ownerID)
 
 	groups, err := armresources.NewResourceGroupsClient(subA, cred, opts(ownerID))
 	if err != nil {
@@ -196,7 +170,7 @@ func TestSDKRoleAssignments(t *testing.T) {
 	e := newEnvDelay(t, 0)
 	_, opts := sdkServer(t, e)
 	ctx := context.Background()
-	owner, reader := tokenCredential{t, ownerID}, tokenCredential{t, readerID}
+	owner, reader := tokenCredential(t, ownerID), tokenCredential(t, readerID)
 
 	ownerGroups, _ := armresources.NewResourceGroupsClient(subA, owner, opts(ownerID))
 	if _, err := ownerGroups.CreateOrUpdate(ctx, "rg1", armresources.ResourceGroup{Location: to.Ptr("westeurope")}, nil); err != nil {

@@ -2,46 +2,24 @@ package keyvault
 
 import (
 	"context"
-	"errors"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	azarm "github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
-	azpolicy "github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/keyvault/armkeyvault"
+
+	"github.com/keyhold/keyhold/internal/unitenv"
 )
 
-// sdkCredential hands out the principal's object id as its token, which the
-// harness's authentication turns back into the principal.
-type sdkCredential struct {
-	t  *testing.T
-	id string
-}
-
-func (c sdkCredential) GetToken(_ context.Context, o azpolicy.TokenRequestOptions) (azcore.AccessToken, error) {
-	if len(o.Scopes) != 1 || o.Scopes[0] != mgmtAudARM+"/.default" {
-		c.t.Errorf("token requested for scopes %v", o.Scopes)
-	}
-	return azcore.AccessToken{Token: c.id, ExpiresOn: time.Now().Add(time.Hour)}, nil
-}
-
 // vaultsClient returns the real armkeyvault client for principal, talking
-// TLS to srv.
+// TLS to srv; its token is the principal's object id, which the harness's
+// authentication turns back into the principal.
 func vaultsClient(t *testing.T, srv *httptest.Server, principal, sub string) *armkeyvault.VaultsClient {
 	t.Helper()
-	c, err := armkeyvault.NewVaultsClient(sub, sdkCredential{t, principal}, &azarm.ClientOptions{ClientOptions: azcore.ClientOptions{
-		Transport: srv.Client(),
-		Retry:     azpolicy.RetryOptions{MaxRetries: -1},
-		Cloud: cloud.Configuration{Services: map[cloud.ServiceName]cloud.ServiceConfiguration{
-			cloud.ResourceManager: {Endpoint: srv.URL, Audience: mgmtAudARM},
-		}},
-	}})
+	c, err := armkeyvault.NewVaultsClient(sub, unitenv.Credential{TB: t, Token: principal, Audience: mgmtAudARM}, unitenv.ARMOptions(srv, mgmtAudARM))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,10 +29,7 @@ func vaultsClient(t *testing.T, srv *httptest.Server, principal, sub string) *ar
 // sdkStatus returns the status and error code of an SDK error.
 func sdkStatus(t *testing.T, err error) (int, string, string) {
 	t.Helper()
-	var re *azcore.ResponseError
-	if !errors.As(err, &re) {
-		t.Fatalf("error %v is not a ResponseError", err)
-	}
+	re := unitenv.ResponseError(t, err)
 	return re.StatusCode, re.ErrorCode, err.Error()
 }
 
