@@ -241,6 +241,30 @@ func (c *Client) doWith(ctx context.Context, method, audience, path string, in a
 	return c.send(req, audience, out)
 }
 
+// authorize adds a bearer token for audience to req; errors are the token
+// source's, or "not signed in" without one.
+func (c *Client) authorize(req *http.Request, audience string) error {
+	if c.tokens == nil {
+		return errors.New("client: not signed in")
+	}
+	tok, err := c.tokens.Token(req.Context(), audience)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	return nil
+}
+
+// roundTrip sends req; a server that cannot be reached is an error that
+// names its host.
+func (c *Client) roundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("client: cannot reach the server at %s: %w", req.URL.Host, unwrapURLError(err))
+	}
+	return resp, nil
+}
+
 // send adds the common headers and a token, sends req and decodes the answer.
 func (c *Client) send(req *http.Request, audience string, out any) (*Response, error) {
 	req.Header.Set("Accept", "application/json")
@@ -248,18 +272,13 @@ func (c *Client) send(req *http.Request, audience string, out any) (*Response, e
 	clientID := NewUUID()
 	req.Header.Set("x-ms-client-request-id", clientID)
 	if audience != "" {
-		if c.tokens == nil {
-			return nil, errors.New("client: not signed in")
-		}
-		tok, err := c.tokens.Token(req.Context(), audience)
-		if err != nil {
+		if err := c.authorize(req, audience); err != nil {
 			return nil, err
 		}
-		req.Header.Set("Authorization", "Bearer "+tok)
 	}
-	resp, err := c.hc.Do(req)
+	resp, err := c.roundTrip(req)
 	if err != nil {
-		return nil, fmt.Errorf("client: cannot reach the server at %s: %w", req.URL.Host, unwrapURLError(err))
+		return nil, err
 	}
 	defer resp.Body.Close()
 	r := &Response{StatusCode: resp.StatusCode, Header: resp.Header, RequestID: requestID(resp.Header)}

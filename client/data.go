@@ -217,17 +217,12 @@ func (c *Client) DownloadFile(ctx context.Context, envID, table, id, column stri
 		return nil, fmt.Errorf("client: %w", err)
 	}
 	req.Header.Set("User-Agent", c.userAgent)
-	if c.tokens == nil {
-		return nil, errors.New("client: not signed in")
-	}
-	tok, err := c.tokens.Token(ctx, AudienceData)
-	if err != nil {
+	if err := c.authorize(req, AudienceData); err != nil {
 		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := c.hc.Do(req)
+	resp, err := c.roundTrip(req)
 	if err != nil {
-		return nil, fmt.Errorf("client: cannot reach the server at %s: %w", req.URL.Host, unwrapURLError(err))
+		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 400 {

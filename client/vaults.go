@@ -145,16 +145,22 @@ func (c *Client) GetVault(ctx context.Context, sub, group, name string) (*Vault,
 // missing one is an *Error with status 404.
 func (c *Client) FindVault(ctx context.Context, sub, name string) (*Vault, error) {
 	vs, err := c.ListVaults(ctx, sub, "")
+	return findNamed(vs, err, func(v *Vault) string { return v.Name }, name, fmt.Sprintf("there is no vault %s in subscription %s", name, sub))
+}
+
+// findNamed returns the first of items (listed with err) whose name, as
+// nameOf says, is name in any case; with none it is a 404 *Error saying
+// missing. err comes back as it is.
+func findNamed[T any](items []T, err error, nameOf func(*T) string, name, missing string) (*T, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, v := range vs {
-		if strings.EqualFold(v.Name, name) {
-			return &v, nil
+	for i := range items {
+		if strings.EqualFold(nameOf(&items[i]), name) {
+			return &items[i], nil
 		}
 	}
-	return nil, &Error{StatusCode: http.StatusNotFound, Code: "ResourceNotFound",
-		Message: fmt.Sprintf("there is no vault %s in subscription %s", name, sub)}
+	return nil, &Error{StatusCode: http.StatusNotFound, Code: "ResourceNotFound", Message: missing}
 }
 
 // ListVaults lists the vaults of a resource group, or of the whole
@@ -190,16 +196,7 @@ func (c *Client) GetDeletedVault(ctx context.Context, sub, location, name string
 // missing one is an *Error with status 404.
 func (c *Client) FindDeletedVault(ctx context.Context, sub, name string) (*DeletedVault, error) {
 	ds, err := c.ListDeletedVaults(ctx, sub)
-	if err != nil {
-		return nil, err
-	}
-	for _, d := range ds {
-		if strings.EqualFold(d.Name, name) {
-			return &d, nil
-		}
-	}
-	return nil, &Error{StatusCode: http.StatusNotFound, Code: "ResourceNotFound",
-		Message: fmt.Sprintf("there is no deleted vault %s in subscription %s", name, sub)}
+	return findNamed(ds, err, func(d *DeletedVault) string { return d.Name }, name, fmt.Sprintf("there is no deleted vault %s in subscription %s", name, sub))
 }
 
 // RecoverVault recovers the soft-deleted vault name, in the resource group
