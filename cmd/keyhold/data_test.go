@@ -89,12 +89,7 @@ func TestDataCommands(t *testing.T) {
 		t.Errorf("downloaded %d bytes, want the %d uploaded", len(got), len(content))
 	}
 
-	tests := []struct {
-		name   string
-		args   []string
-		code   int
-		stderr string
-	}{
+	tests := []refusal{
 		{"stale etag", []string{"data", "row", "update", "--table", "accounts", "--id", id, "--data", `{"revenue":3}`, "--if-match", `W/"1"`}, 1, "0x80060882"},
 		{"unknown column", []string{"data", "row", "create", "--table", "accounts", "--data", `{"name":"x","color":"red"}`}, 1, "Invalid property 'color'"},
 		{"bad data", []string{"data", "row", "create", "--table", "accounts", "--data", `[1]`}, 2, "JSON object"},
@@ -104,14 +99,7 @@ func TestDataCommands(t *testing.T) {
 		{"delete without --yes", []string{"data", "table", "delete", "--name", "accounts"}, 2, "--yes"},
 		{"missing file", []string{"data", "file", "download", "--table", "accounts", "--id", "22222222-2222-4222-8222-222222222222", "--column", "logo", "--out", filepath.Join(h.dir, "none")}, 1, "holds no file"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			code, _, errOut := h.run(tt.args...)
-			if code != tt.code || !strings.Contains(errOut, tt.stderr) {
-				t.Errorf("exit %d, stderr %q; want %d and %q", code, errOut, tt.code, tt.stderr)
-			}
-		})
-	}
+	h.refuses(t, tests)
 	if _, err := os.Stat(filepath.Join(h.dir, "none")); !os.IsNotExist(err) {
 		t.Errorf("a failed download left its file: %v", err)
 	}

@@ -45,6 +45,27 @@ func newHarness(t *testing.T) *harness {
 func (h *harness) profilePath() string { return h.env["KEYHOLD_CONFIG"] }
 
 // run runs keyhold with args and returns the exit code, stdout and stderr.
+// refusal is a command line that fails with the exit code code and a
+// stderr that contains stderr.
+type refusal struct {
+	name   string
+	args   []string
+	code   int
+	stderr string
+}
+
+// refuses runs each refusal as a subtest of t.
+func (h *harness) refuses(t *testing.T, tests []refusal) {
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, errOut := h.run(tt.args...)
+			if code != tt.code || !strings.Contains(errOut, tt.stderr) {
+				t.Errorf("exit %d, stderr %q; want %d and %q", code, errOut, tt.code, tt.stderr)
+			}
+		})
+	}
+}
+
 func (h *harness) run(args ...string) (int, string, string) {
 	h.t.Helper()
 	var stdout, stderr bytes.Buffer

@@ -130,12 +130,7 @@ func TestPolicyCommands(t *testing.T) {
 		t.Errorf("show --name ep-linked:\n%s", out)
 	}
 
-	tests := []struct {
-		name   string
-		args   []string
-		code   int
-		stderr string
-	}{
+	tests := []refusal{
 		{"ambiguous name", []string{"policy", "show", "--name", "ep-contoso"}, 2, "rg-a, rg-b; name one with --resource-group"},
 		{"missing by name", []string{"policy", "show", "--name", "ep-none"}, 1, "there is no enterprise policy ep-none"},
 		{"missing in group", []string{"policy", "show", "--name", "ep-none", "--resource-group", "rg-a"}, 1, "there is no enterprise policy ep-none in resource group rg-a"},
@@ -148,14 +143,7 @@ func TestPolicyCommands(t *testing.T) {
 		{"delete without --yes", []string{"policy", "delete", "--name", "ep-linked"}, 2, "--yes"},
 		{"delete a linked policy", []string{"policy", "delete", "--name", "ep-linked", "--yes"}, 1, "env-sales"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			code, _, errOut := h.run(tt.args...)
-			if code != tt.code || !strings.Contains(errOut, tt.stderr) {
-				t.Errorf("exit %d, stderr %q; want %d and %q", code, errOut, tt.code, tt.stderr)
-			}
-		})
-	}
+	h.refuses(t, tests)
 
 	out = h.ok("policy", "delete", "--name", "ep-contoso", "--resource-group", "rg-a", "--yes")
 	if !strings.Contains(out, "Deleted enterprise policy ep-contoso") {

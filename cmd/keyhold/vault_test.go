@@ -77,12 +77,7 @@ func TestVaultCommands(t *testing.T) {
 		t.Errorf("created %+v", v)
 	}
 
-	tests := []struct {
-		name   string
-		args   []string
-		code   int
-		stderr string
-	}{
+	tests := []refusal{
 		{"bad name", []string{"vault", "create", "--name", "kv--bad", "--resource-group", "rg-contoso", "--location", "westus"}, 1, "VaultNameNotValid"},
 		{"name taken", []string{"vault", "create", "--name", "kv-cli", "--resource-group", "rg-other", "--location", "westus"}, 1, ""},
 		{"retention out of range", []string{"vault", "create", "--name", "kv-x", "--resource-group", "rg-contoso", "--location", "westus", "--retention-days", "5"}, 2, "between 7 and 90"},
@@ -97,14 +92,7 @@ func TestVaultCommands(t *testing.T) {
 		{"delete without --yes", []string{"vault", "delete", "--name", "kv-cli"}, 2, "--yes"},
 		{"recover a live vault", []string{"vault", "recover", "--name", "kv-cli"}, 1, "no deleted vault kv-cli"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			code, _, errOut := h.run(tt.args...)
-			if code != tt.code || !strings.Contains(errOut, tt.stderr) {
-				t.Errorf("exit %d, stderr %q; want %d and %q", code, errOut, tt.code, tt.stderr)
-			}
-		})
-	}
+	h.refuses(t, tests)
 
 	h.ok("vault", "set-policy", "--name", "kv-cli", "--upn", kvAdminUPN, "--preset", "cmk")
 	h.ok("vault", "set-policy", "--name", "kv-cli", "--resource-group", "rg-contoso", "--object-id", identityID, "--key-permissions", "get", "--key-permissions", "list")
