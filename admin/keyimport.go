@@ -45,34 +45,38 @@ const (
 // checks that it is a consistent two-prime RSA key of 2048, 3072 or 4096
 // bits. Its errors are importErrors.
 func parseRSAPrivateKey(material []byte) (*rsa.PrivateKey, error) {
+	// Text forms may come with blank lines around them; DER is binary, and
+	// its last byte may well be one that trimming takes for a space.
 	in := bytes.TrimSpace(material)
 	var k *rsa.PrivateKey
 	var err error
 	switch {
 	case len(in) == 0:
 		return nil, errNoMaterial
-	case len(in) > maxKeyMaterial:
+	case len(material) > maxKeyMaterial:
 		return nil, errTooLarge
 	case in[0] == '{':
 		k, err = rsaFromJWK(in)
 	case bytes.Contains(in, []byte("-----BEGIN")):
 		k, err = rsaFromPEM(in)
 	default:
-		k, err = rsaFromDER(in, errNotKey)
+		k, err = rsaFromDER(material, errNotKey)
 	}
 	if err != nil {
 		return nil, err
+	}
+	// The size first: validating a huge pasted key would cost the server
+	// seconds of arithmetic for a key it refuses anyway.
+	switch k.N.BitLen() {
+	case 2048, 3072, 4096:
+	default:
+		return nil, errRSASize
 	}
 	if len(k.Primes) != 2 {
 		return nil, errMultiPrime
 	}
 	if err := k.Validate(); err != nil {
 		return nil, errBadRSA
-	}
-	switch k.N.BitLen() {
-	case 2048, 3072, 4096:
-	default:
-		return nil, errRSASize
 	}
 	k.Precompute()
 	return k, nil

@@ -102,6 +102,8 @@ func TestParseRSAPrivateKey(t *testing.T) {
 		{"JWK without q", jwk(with("q", "")), errBadRSA},
 		{"JWK with a bad d", jwk(with("d", b64(wrongD))), errBadRSA},
 		{"JWK not base64url", jwk(with("p", "***")), errJWKEncoding},
+		// A huge key is refused by its size, before any arithmetic on it.
+		{"JWK of 40,000 bits", jwk(with("n", b64(new(big.Int).Lsh(big.NewInt(1), 40000)))), errRSASize},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -235,4 +237,26 @@ func TestParseNetwork(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestParseDEREndingInASpaceByte: DER is binary, so a key whose encoding
+// ends in a byte trimming takes for white space (about one in forty) must
+// still parse. The 1024-bit key is refused for its size, which shows it was
+// read.
+func TestParseDEREndingInASpaceByte(t *testing.T) {
+	for i := 0; i < 5000; i++ {
+		k, err := rsa.GenerateKey(rand.Reader, 1024)
+		if err != nil {
+			t.Fatal(err)
+		}
+		der := x509.MarshalPKCS1PrivateKey(k)
+		if !strings.ContainsRune(" \t\n\v\f\r", rune(der[len(der)-1])) {
+			continue
+		}
+		if _, err := parseRSAPrivateKey(der); err != errRSASize {
+			t.Fatalf("DER ending in %#x: err = %v, want %v", der[len(der)-1], err, errRSASize)
+		}
+		return
+	}
+	t.Skip("no key of 5000 ended in a space byte")
 }
