@@ -112,11 +112,7 @@ func cmdDeploy(ctx context.Context, a *app, args []string, o *deployOptions) err
 	if err != nil {
 		return err
 	}
-	d, err := a.deploy(ctx, c, sub, o.group, name, template, params)
-	if err != nil {
-		return err
-	}
-	return a.print(d, func() table { return deploymentTable(d) })
+	return printWith(a, deploymentTable)(a.deploy(ctx, c, sub, o.group, name, template, params))
 }
 
 // deploy starts a deployment and shows its progress on stderr until it

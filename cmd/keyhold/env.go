@@ -157,25 +157,16 @@ func envCreate() *command {
 			fs.StringVar(&typ, "type", "", "environment `TYPE`: "+strings.Join(client.EnvironmentTypes, ", "))
 			fs.BoolVar(&managed, "managed", false, "make it a Managed Environment")
 		},
-		run: func(ctx context.Context, a *app, args []string) error {
-			if err := noArgs(args); err != nil {
-				return err
-			}
+		run: signedIn(argless, func(*app) error {
 			for _, f := range []struct{ v, name string }{{name, "--name"}, {region, "--region"}, {typ, "--type"}} {
 				if err := required(f.v, f.name); err != nil {
 					return err
 				}
 			}
-			c, _, err := a.connect()
-			if err != nil {
-				return err
-			}
-			e, err := c.CreateEnvironment(ctx, client.EnvironmentSpec{DisplayName: name, Region: region, Type: typ, Managed: managed})
-			if err != nil {
-				return err
-			}
-			return a.print(e, func() table { return envTable([]client.Environment{*e}) })
-		},
+			return nil
+		}, func(ctx context.Context, a *app, c *client.Client, _ settings) error {
+			return printWith(a, one(envTable))(c.CreateEnvironment(ctx, client.EnvironmentSpec{DisplayName: name, Region: region, Type: typ, Managed: managed}))
+		}),
 	}
 }
 
@@ -187,20 +178,22 @@ func envList() *command {
 
 // envVerb is a verb on one environment given as the argument.
 func envVerb(name, summary, long string, examples []string, run func(ctx context.Context, a *app, c *client.Client, id string) error) *command {
-	return &command{
-		name: name, summary: summary, args: "ENV-ID [flags]", long: long, examples: examples,
-		run: func(ctx context.Context, a *app, args []string) error {
-			id, err := envIDArg(args, name)
-			if err != nil {
-				return err
-			}
-			c, _, err := a.connect()
-			if err != nil {
-				return err
-			}
-			return run(ctx, a, c, id)
-		},
-	}
+	return byEnvID(&command{name: name, summary: summary, args: "ENV-ID [flags]", long: long, examples: examples}, name, nil, run)
+}
+
+// byEnvID completes cmd, a verb on the environment its one argument names:
+// run takes the id (verb names the command in the usage error without one),
+// runs check (if not nil) before anything is sent, signs in and hands the
+// id to do. Errors are envIDArg's, check's, the sign-in's and do's.
+func byEnvID(cmd *command, verb string, check func(a *app) error, do func(ctx context.Context, a *app, c *client.Client, id string) error) *command {
+	var id string
+	cmd.run = signedIn(func(_ *app, args []string) (err error) {
+		id, err = envIDArg(args, verb)
+		return err
+	}, check, func(ctx context.Context, a *app, c *client.Client, _ settings) error {
+		return do(ctx, a, c, id)
+	})
+	return cmd
 }
 
 func envShow() *command {
@@ -262,11 +255,7 @@ func envHistory() *command {
 	return envVerb("history", "show an environment's history: created, CMK updates, locks and re-enables, newest first", "",
 		[]string{"keyhold env history ENV-ID", "keyhold env history ENV-ID -o json"},
 		func(ctx context.Context, a *app, c *client.Client, id string) error {
-			ops, err := c.EnvironmentHistory(ctx, id)
-			if err != nil {
-				return err
-			}
-			return a.print(orEmpty(ops), func() table { return historyTable(ops) })
+			return printList(a, historyTable)(c.EnvironmentHistory(ctx, id))
 		})
 }
 
@@ -342,7 +331,7 @@ func roleTable(rs []client.EnvironmentRoleAssignment) table {
 
 func envRoleGrant() *command {
 	var principal, role string
-	return &command{
+	return byEnvID(&command{
 		name:     "grant",
 		summary:  "give a principal an environment role",
 		args:     "ENV-ID --principal OBJECT-ID --role admin|user [flags]",
@@ -351,68 +340,40 @@ func envRoleGrant() *command {
 			fs.StringVar(&principal, "principal", "", "the principal's object `ID` (user, service principal, managed identity or group)")
 			fs.StringVar(&role, "role", "", "`ROLE`: admin (Environment Admin) or user (Environment User)")
 		},
-		run: func(ctx context.Context, a *app, args []string) error {
-			id, err := envIDArg(args, "role grant")
-			if err != nil {
-				return err
-			}
-			if err := required(principal, "--principal"); err != nil {
-				return err
-			}
-			if err := required(role, "--role"); err != nil {
-				return err
-			}
-			c, _, err := a.connect()
-			if err != nil {
-				return err
-			}
-			r, err := c.GrantEnvironmentRole(ctx, id, principal, envRoleName(role))
-			if err != nil {
-				return err
-			}
-			return a.print(r, func() table { return roleTable([]client.EnvironmentRoleAssignment{*r}) })
-		},
-	}
+	}, "role grant", func(*app) error {
+		if err := required(principal, "--principal"); err != nil {
+			return err
+		}
+		return required(role, "--role")
+	}, func(ctx context.Context, a *app, c *client.Client, id string) error {
+		return printWith(a, one(roleTable))(c.GrantEnvironmentRole(ctx, id, principal, envRoleName(role)))
+	})
 }
 
 func envRoleRevoke() *command {
 	var principal string
-	return &command{
+	return byEnvID(&command{
 		name:     "revoke",
 		summary:  "take a principal's environment role away",
 		args:     "ENV-ID --principal OBJECT-ID [flags]",
 		examples: []string{"keyhold env role revoke ENV-ID --principal OBJECT-ID"},
 		flags:    func(fs *flag.FlagSet) { fs.StringVar(&principal, "principal", "", "the principal's object `ID`") },
-		run: func(ctx context.Context, a *app, args []string) error {
-			id, err := envIDArg(args, "role revoke")
-			if err != nil {
-				return err
-			}
-			if err := required(principal, "--principal"); err != nil {
-				return err
-			}
-			c, _, err := a.connect()
-			if err != nil {
-				return err
-			}
-			if err := c.RevokeEnvironmentRole(ctx, id, principal); err != nil {
-				return err
-			}
-			a.say("Revoked the environment role of %s in %s.", principal, id)
-			return nil
-		},
-	}
+	}, "role revoke", func(*app) error {
+		return required(principal, "--principal")
+	}, func(ctx context.Context, a *app, c *client.Client, id string) error {
+		if err := c.RevokeEnvironmentRole(ctx, id, principal); err != nil {
+			return err
+		}
+		a.say("Revoked the environment role of %s in %s.", principal, id)
+		return nil
+	})
 }
 
 func envRoleList() *command {
 	return envVerb("list", "list an environment's role holders", "",
 		[]string{"keyhold env role list ENV-ID", "keyhold env role list ENV-ID -o json"},
 		func(ctx context.Context, a *app, c *client.Client, id string) error {
-			rs, err := c.ListEnvironmentRoles(ctx, id)
-			if err != nil {
-				return err
-			}
-			return a.print(orEmpty(rs), func() table { return roleTable(rs) })
+			return printList(a, roleTable)(c.ListEnvironmentRoles(ctx, id))
 		})
 }
 

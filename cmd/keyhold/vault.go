@@ -270,17 +270,9 @@ func vaultList() *command {
 				return err
 			}
 			if deleted {
-				ds, err := c.ListDeletedVaults(ctx, sub)
-				if err != nil {
-					return err
-				}
-				return a.print(orEmpty(ds), func() table { return deletedTable(ds) })
+				return printList(a, deletedTable)(c.ListDeletedVaults(ctx, sub))
 			}
-			vs, err := c.ListVaults(ctx, sub, group)
-			if err != nil {
-				return err
-			}
-			return a.print(orEmpty(vs), func() table { return vaultTable(vs) })
+			return printList(a, vaultTable)(c.ListVaults(ctx, sub, group))
 		},
 	}
 }

@@ -38,11 +38,7 @@ func listCommand[T any](summary string, examples []string, list func(context.Con
 			if err := noArgs(args); err != nil {
 				return err
 			}
-			items, err := list(ctx, a)
-			if err != nil {
-				return err
-			}
-			return a.print(orEmpty(items), func() table { return tab(items) })
+			return printList(a, tab)(list(ctx, a))
 		},
 	}
 }
