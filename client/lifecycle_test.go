@@ -9,64 +9,9 @@ import (
 	"time"
 
 	"github.com/keyhold/keyhold/client"
+	"github.com/keyhold/keyhold/client/clienttest"
 	"github.com/keyhold/keyhold/internal/testenv"
 )
-
-// readerRole is the built-in Reader role definition's GUID.
-const readerRole = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
-
-// lifecyclePolicy sets up a customer's key as the seed's key vault administrator
-// does, through the client as the subscription's owner: a vault with purge
-// protection, an RSA 2048 key, an Encryption policy whose identity holds
-// get, wrapKey and unwrapKey, waited for until Healthy; and Reader on it
-// for the principal reader.
-func lifecyclePolicy(t *testing.T, ctx context.Context, owner *client.Client, sub, tenant, me, reader, group, vault, name string) *client.EnterprisePolicy {
-	t.Helper()
-	if _, err := owner.GetResourceGroup(ctx, sub, group); client.IsNotFound(err) {
-		if _, err := owner.CreateResourceGroup(ctx, sub, group, "westus", nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := owner.RegisterProvider(ctx, sub, "Microsoft.PowerPlatform", true, nil); err != nil {
-		t.Fatal(err)
-	}
-	v, err := owner.CreateVault(ctx, sub, group, vault, client.Vault{Location: "westus", Properties: client.VaultProperties{
-		TenantID: tenant, SKU: client.VaultSKU{Family: "A", Name: "standard"}, EnablePurgeProtection: new(true),
-		AccessPolicies: []client.VaultAccessPolicy{{TenantID: tenant, ObjectID: me, Permissions: client.VaultPermissions{Keys: []string{"all"}}}},
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := owner.CreateKey(ctx, vault, "cmk", client.KeyCreate{Kty: "RSA", KeySize: 2048}); err != nil {
-		t.Fatal(err)
-	}
-	id := client.PolicyID(sub, group, name)
-	p, err := owner.PutPolicy(ctx, id, client.EnterprisePolicy{Location: "unitedstates", Kind: "Encryption",
-		Identity: &client.EnterprisePolicyIdentity{Type: "SystemAssigned"},
-		Properties: client.EnterprisePolicyProperties{Encryption: &client.PolicyEncryption{State: "Enabled",
-			KeyVault: &client.PolicyKeyVault{ID: v.ID, Key: client.PolicyKey{Name: "cmk"}}}}})
-	if err != nil {
-		t.Fatalf("create policy: %v", err)
-	}
-	if err := owner.UpdateAccessPolicies(ctx, sub, group, vault, client.AccessPolicyAdd, []client.VaultAccessPolicy{{TenantID: tenant,
-		ObjectID: p.PrincipalID(), Permissions: client.VaultPermissions{Keys: []string{"get", "wrapKey", "unwrapKey"}}}}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := owner.CreateRoleAssignment(ctx, id, "/subscriptions/"+sub+"/providers/Microsoft.Authorization/roleDefinitions/"+readerRole, reader, "User"); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		p, err = owner.GetPolicy(ctx, id)
-		if err == nil && p.Properties.HealthStatus == "Healthy" {
-			return p
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("policy %s not Healthy: %+v, %v", name, p, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
 
 // TestLifecycleClient links an environment to a policy, swaps it to a
 // second one and unlinks it through the client against a real server,
@@ -79,8 +24,8 @@ func TestLifecycleClient(t *testing.T) {
 	b := e.Server.Bootstrap()
 	owner := envClient(t, e, b.ServicePrincipalID)
 	admin := envClient(t, e, b.AdminID)
-	p1 := lifecyclePolicy(t, ctx, owner, b.SubscriptionID, b.TenantID, b.ServicePrincipalID, b.AdminID, "rg-cmk", "kv-life-1", "ep-life-1")
-	p2 := lifecyclePolicy(t, ctx, owner, b.SubscriptionID, b.TenantID, b.ServicePrincipalID, b.AdminID, "rg-cmk", "kv-life-2", "ep-life-2")
+	p1 := clienttest.SetupCMK(t, owner, b.SubscriptionID, b.TenantID, b.ServicePrincipalID, "rg-cmk", "kv-life-1", "ep-life-1", b.AdminID)
+	p2 := clienttest.SetupCMK(t, owner, b.SubscriptionID, b.TenantID, b.ServicePrincipalID, "rg-cmk", "kv-life-2", "ep-life-2", b.AdminID)
 
 	env, err := admin.CreateEnvironment(ctx, client.EnvironmentSpec{DisplayName: "Sales", Region: "unitedstates", Type: client.EnvironmentSandbox, Managed: true})
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/client"
+	"github.com/keyhold/keyhold/client/clienttest"
 	"github.com/keyhold/keyhold/internal/testenv"
 )
 
@@ -18,54 +19,11 @@ type testCMK struct {
 	policy *client.EnterprisePolicy
 }
 
-// setupCMK sets up a customer's key as the seed's key vault administrator
-// does, through owner (an Owner of sub): provider registered, group, vault
-// with purge protection, RSA 2048 key, Encryption policy in unitedstates
-// whose identity holds get, wrapKey and unwrapKey, Reader on the policy for
-// each of readers; it waits until the policy is Healthy.
+// setupCMK is clienttest.SetupCMK: a customer's key, through owner, with
+// Reader on its policy for each of readers, once the policy is Healthy.
 func setupCMK(t *testing.T, owner *client.Client, sub, tenant, me, group, vault, name string, readers ...string) testCMK {
 	t.Helper()
-	ctx := context.Background()
-	if _, err := owner.RegisterProvider(ctx, sub, "Microsoft.PowerPlatform", true, nil); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := owner.GetResourceGroup(ctx, sub, group); client.IsNotFound(err) {
-		if _, err := owner.CreateResourceGroup(ctx, sub, group, "westus", nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	v, err := owner.CreateVault(ctx, sub, group, vault, client.Vault{Location: "westus", Properties: client.VaultProperties{
-		TenantID: tenant, SKU: client.VaultSKU{Family: "A", Name: "standard"}, EnablePurgeProtection: new(true),
-		AccessPolicies: []client.VaultAccessPolicy{{TenantID: tenant, ObjectID: me, Permissions: client.VaultPermissions{Keys: []string{"all"}}}},
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := owner.CreateKey(ctx, vault, "cmk", client.KeyCreate{Kty: "RSA", KeySize: 2048}); err != nil {
-		t.Fatal(err)
-	}
-	id := client.PolicyID(sub, group, name)
-	p, err := owner.PutPolicy(ctx, id, client.EnterprisePolicy{Location: "unitedstates", Kind: "Encryption",
-		Identity: &client.EnterprisePolicyIdentity{Type: "SystemAssigned"},
-		Properties: client.EnterprisePolicyProperties{Encryption: &client.PolicyEncryption{State: "Enabled",
-			KeyVault: &client.PolicyKeyVault{ID: v.ID, Key: client.PolicyKey{Name: "cmk"}}}}})
-	if err != nil {
-		t.Fatalf("create policy: %v", err)
-	}
-	if err := owner.UpdateAccessPolicies(ctx, sub, group, vault, client.AccessPolicyAdd, []client.VaultAccessPolicy{{TenantID: tenant,
-		ObjectID: p.PrincipalID(), Permissions: client.VaultPermissions{Keys: cmkPreset}}}); err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range readers {
-		if _, err := owner.CreateRoleAssignment(ctx, id, "/subscriptions/"+sub+"/providers/Microsoft.Authorization/roleDefinitions/"+readerRoleDefinition, r, ""); err != nil {
-			t.Fatal(err)
-		}
-	}
-	testenv.WaitFor(t, 30*time.Second, "policy "+name+" Healthy", func() bool {
-		p, err = owner.GetPolicy(ctx, id)
-		return err == nil && p.Properties.HealthStatus == "Healthy"
-	})
-	return testCMK{policy: p}
+	return testCMK{policy: clienttest.SetupCMK(t, owner, sub, tenant, me, group, vault, name, readers...)}
 }
 
 // issued hands out tokens the in-process server's identity service issues.
