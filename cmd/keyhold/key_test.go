@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -21,15 +20,13 @@ import (
 	"github.com/keyhold/keyhold/server"
 )
 
-// keyHarness runs the CLI against a real server started in-process, signed
-// in with its bootstrap.json, with a vault whose access policy gives the
-// administrator every key permission.
-type keyHarness struct {
-	t   *testing.T
-	env map[string]string
-	dir string
-}
+// keyHarness is a harness over a real server started in-process (no fake):
+// its run and ok are the harness's.
+type keyHarness = harness
 
+// newKeyHarness runs the CLI against a real server started in-process,
+// signed in with its bootstrap.json, with a vault whose access policy gives
+// the administrator every key permission.
 func newKeyHarness(t *testing.T) *keyHarness {
 	t.Helper()
 	dir := t.TempDir()
@@ -55,24 +52,6 @@ func newKeyHarness(t *testing.T) *keyHarness {
 	h := &keyHarness{t: t, dir: dir, env: map[string]string{"KEYHOLD_CONFIG": filepath.Join(dir, "profile.json"), "HOME": dir}}
 	h.ok("login", "--bootstrap", srv.BootstrapFile())
 	return h
-}
-
-func (h *keyHarness) run(args ...string) (int, string, string) {
-	h.t.Helper()
-	var stdout, stderr bytes.Buffer
-	a := &app{stdin: strings.NewReader(""), stdout: &stdout, stderr: &stderr,
-		getenv: func(k string) string { return h.env[k] }, now: time.Now, pollInterval: time.Millisecond}
-	code := a.run(context.Background(), args)
-	return code, stdout.String(), stderr.String()
-}
-
-func (h *keyHarness) ok(args ...string) string {
-	h.t.Helper()
-	code, out, errOut := h.run(args...)
-	if code != 0 {
-		h.t.Fatalf("keyhold %s: exit %d\nstderr: %s", strings.Join(args, " "), code, errOut)
-	}
-	return out
 }
 
 func TestKeyCommands(t *testing.T) {

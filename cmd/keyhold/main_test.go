@@ -44,7 +44,6 @@ func newHarness(t *testing.T) *harness {
 
 func (h *harness) profilePath() string { return h.env["KEYHOLD_CONFIG"] }
 
-// run runs keyhold with args and returns the exit code, stdout and stderr.
 // refusal is a command line that fails with the exit code code and a
 // stderr that contains stderr.
 type refusal struct {
@@ -66,6 +65,7 @@ func (h *harness) refuses(t *testing.T, tests []refusal) {
 	}
 }
 
+// run runs keyhold with args and returns the exit code, stdout and stderr.
 func (h *harness) run(args ...string) (int, string, string) {
 	h.t.Helper()
 	var stdout, stderr bytes.Buffer
