@@ -25,14 +25,7 @@ func TestBYOKMigration(t *testing.T) {
 	e.assignRole(t, policy.policyID, readerRoleID, ppID)
 	bap := e.Token(e.User(ppUPN, "Pp-admin-password-42!"), identity.AudiencePlatform)
 
-	var created struct {
-		Name string `json:"name"`
-	}
-	if resp, b := e.Do("POST", bapEnvs+"?api-version=2020-10-01", bap, map[string]any{"location": "unitedstates",
-		"properties": map[string]any{"displayName": "Legacy BYOK", "environmentSku": "Production", "isManaged": true}}, &created); resp.StatusCode != http.StatusCreated {
-		t.Fatalf("create environment: %d %s", resp.StatusCode, b)
-	}
-	envID := created.Name
+	envID := e.createEnvironment(t, bap, "Legacy BYOK", "Production")
 	data := "/environments/" + envID + "/api/data/v9.2/"
 	if resp, b := e.Do("POST", data+"tables", bap, map[string]any{"name": "contact", "columns": []map[string]any{{"name": "name", "type": "String"}}}, nil); resp.StatusCode != http.StatusCreated {
 		t.Fatalf("create table: %d %s", resp.StatusCode, b)

@@ -317,14 +317,7 @@ func walkEnvironment(t *testing.T, e *env, scanStore func(secrets [][]byte)) {
 	bap := e.Token(pp, identity.AudiencePlatform)
 
 	// An environment with rows under the platform key.
-	var created struct {
-		Name string `json:"name"`
-	}
-	if resp, b := e.Do("POST", bapEnvs+"?api-version=2020-10-01", bap, map[string]any{"location": "unitedstates",
-		"properties": map[string]any{"displayName": "Contoso Sandbox", "environmentSku": "Sandbox", "isManaged": true}}, &created); resp.StatusCode != http.StatusCreated {
-		t.Fatalf("create environment: %d %s", resp.StatusCode, b)
-	}
-	envID := created.Name
+	envID := e.createEnvironment(t, bap, "Contoso Sandbox", "Sandbox")
 	data := "/environments/" + envID + "/api/data/v9.2/"
 	if resp, b := e.Do("POST", data+"tables", bap, map[string]any{"name": "account",
 		"columns": []map[string]any{{"name": "name", "type": "String"}, {"name": "revenue", "type": "Integer"}}}, nil); resp.StatusCode != http.StatusCreated {

@@ -4,6 +4,10 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -97,4 +101,49 @@ func (e *env) assignRole(t *testing.T, scope, roleID, principal string) {
 	}, nil); err != nil {
 		t.Fatalf("assign role %s at %s: %v", roleID, scope, err)
 	}
+}
+
+// createEnvironment creates a managed environment of sku (Production,
+// Sandbox) in unitedstates through the admin API as the holder of token,
+// and returns its name.
+func (e *env) createEnvironment(t *testing.T, token, displayName, sku string) string {
+	t.Helper()
+	var created struct {
+		Name string `json:"name"`
+	}
+	if resp, b := e.Do("POST", bapEnvs+"?api-version=2020-10-01", token, map[string]any{"location": "unitedstates",
+		"properties": map[string]any{"displayName": displayName, "environmentSku": sku, "isManaged": true}}, &created); resp.StatusCode != http.StatusCreated {
+		t.Fatalf("create environment: %d %s", resp.StatusCode, b)
+	}
+	return created.Name
+}
+
+// readSeedTemplate returns the seed's template as printed, placeholders in
+// it.
+func readSeedTemplate(t *testing.T) []byte {
+	t.Helper()
+	seed, err := os.ReadFile("../deploy/testdata/seed_template.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seed
+}
+
+// fillSeedTemplate fills the seed template's placeholders as its reader
+// would: the policy's name, unitedstates, the vault's resource id, the key
+// cmk and no key version.
+func fillSeedTemplate(t *testing.T, seed []byte, policyName, vaultID string) map[string]any {
+	t.Helper()
+	filled := strings.NewReplacer(
+		"{EnterprisePolicyName}", `"`+policyName+`"`,
+		"{location where EnterprisePolicy needs to be created}", `"unitedstates"`,
+		"{keyVaultId}", `"`+vaultID+`"`,
+		"{keyName}", `"cmk"`,
+		"{keyVersion}", `null`,
+	).Replace(string(seed))
+	var template map[string]any
+	if err := json.Unmarshal([]byte(filled), &template); err != nil {
+		t.Fatal(err)
+	}
+	return template
 }

@@ -2,9 +2,7 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -78,10 +76,7 @@ func TestSeedPolicyWalk(t *testing.T) {
 
 	// The seed's template, with its placeholders still in it, is refused
 	// with the line and column; filled in, it deploys.
-	seed, err := os.ReadFile("../deploy/testdata/seed_template.json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	seed := readSeedTemplate(t)
 	deployments, _ := armresources.NewDeploymentsClient(sub, owner, opts)
 	_, err = deployments.BeginCreateOrUpdate(ctx, "rg-cmk", "EPDeployment", armresources.Deployment{
 		Properties: &armresources.DeploymentProperties{Mode: to.Ptr(armresources.DeploymentModeIncremental), Template: string(seed)},
@@ -89,17 +84,7 @@ func TestSeedPolicyWalk(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "line 9, column") || !strings.Contains(err.Error(), "placeholders") {
 		t.Fatalf("the seed's template with placeholders: %v, want a 400 naming line and column", err)
 	}
-	filled := strings.NewReplacer(
-		"{EnterprisePolicyName}", `"ep-contoso"`,
-		"{location where EnterprisePolicy needs to be created}", `"unitedstates"`,
-		"{keyVaultId}", `"`+*vault.ID+`"`,
-		"{keyName}", `"cmk"`,
-		"{keyVersion}", `null`,
-	).Replace(string(seed))
-	var template map[string]any
-	if err := json.Unmarshal([]byte(filled), &template); err != nil {
-		t.Fatal(err)
-	}
+	template := fillSeedTemplate(t, seed, "ep-contoso", *vault.ID)
 	dp, err := deployments.BeginCreateOrUpdate(ctx, "rg-cmk", "EPDeployment", armresources.Deployment{
 		Properties: &armresources.DeploymentProperties{Mode: to.Ptr(armresources.DeploymentModeIncremental), Template: template},
 	}, nil)

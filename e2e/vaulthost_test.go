@@ -2,10 +2,7 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
-	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -56,21 +53,8 @@ func TestVaultHostSeedPolicy(t *testing.T) {
 	}
 
 	// The seed's template, keyVaultId the vault's resource id.
-	seed, err := os.ReadFile("../deploy/testdata/seed_template.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	filled := strings.NewReplacer(
-		"{EnterprisePolicyName}", `"ep-host"`,
-		"{location where EnterprisePolicy needs to be created}", `"unitedstates"`,
-		"{keyVaultId}", `"`+*v.ID+`"`,
-		"{keyName}", `"cmk"`,
-		"{keyVersion}", `null`,
-	).Replace(string(seed))
-	var template map[string]any
-	if err := json.Unmarshal([]byte(filled), &template); err != nil {
-		t.Fatal(err)
-	}
+	seed := readSeedTemplate(t)
+	template := fillSeedTemplate(t, seed, "ep-host", *v.ID)
 	deployments, _ := armresources.NewDeploymentsClient(sub, owner, opts)
 	dp, err := deployments.BeginCreateOrUpdate(ctx, "rg-host", "EPDeployment", armresources.Deployment{
 		Properties: &armresources.DeploymentProperties{Mode: to.Ptr(armresources.DeploymentModeIncremental), Template: template},
@@ -103,14 +87,8 @@ func TestVaultHostSeedPolicy(t *testing.T) {
 	ppID, ppUPN := e.CreateUser("ppadmin", ppPassword, keyhold.RolePowerPlatformAdministrator)
 	e.assignRole(t, policyID, readerRoleID, ppID)
 	bap := e.Token(e.User(ppUPN, ppPassword), identity.AudiencePlatform)
-	var created2 struct {
-		Name string `json:"name"`
-	}
-	if resp, b := e.Do("POST", bapEnvs+"?api-version=2020-10-01", bap, map[string]any{"location": "unitedstates",
-		"properties": map[string]any{"displayName": "Host-style", "environmentSku": "Sandbox", "isManaged": true}}, &created2); resp.StatusCode != http.StatusCreated {
-		t.Fatalf("create environment: %d %s", resp.StatusCode, b)
-	}
-	e.lifecycle(t, bap, created2.Name, "link", c.systemID)
+	envID := e.createEnvironment(t, bap, "Host-style", "Sandbox")
+	e.lifecycle(t, bap, envID, "link", c.systemID)
 	var view struct {
 		Properties struct {
 			ProtectionStatus struct {
@@ -123,7 +101,7 @@ func TestVaultHostSeedPolicy(t *testing.T) {
 			} `json:"enterprisePolicies"`
 		} `json:"properties"`
 	}
-	e.Do("GET", bapEnvs+"/"+created2.Name+"?api-version=2021-04-01", bap, nil, &view)
+	e.Do("GET", bapEnvs+"/"+envID+"?api-version=2021-04-01", bap, nil, &view)
 	if p := view.Properties; p.ProtectionStatus.KeyManagedBy != "Customer" || !strings.EqualFold(p.EnterprisePolicies.CustomerManagedKeys.ID, policyID) {
 		t.Fatalf("environment after link: %+v, want keyManagedBy Customer under %s", p, policyID)
 	}
