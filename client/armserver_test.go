@@ -2,18 +2,15 @@ package client_test
 
 import (
 	"context"
-	"net/http"
 	"net/http/httptest"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/arm"
 	"github.com/keyhold/keyhold/client"
+	"github.com/keyhold/keyhold/internal/unitenv"
 	"github.com/keyhold/keyhold/rbac"
-	"github.com/keyhold/keyhold/sqlite"
 )
 
 // principalTokens hands out the principal id as the token; the test server
@@ -40,43 +37,22 @@ func armServer(t *testing.T, fx armFixture, more func(ctx context.Context, st ke
 	register func(ctx context.Context, st keyhold.Store, a *arm.Server)) *client.Client {
 	t.Helper()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "k.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	now := time.Now().UTC()
-	owner, _ := rbac.RoleByName(rbac.RoleOwner)
-	errs := []error{
-		st.CreateTenant(ctx, &keyhold.Tenant{ID: fx.tenant, DisplayName: "Contoso", DefaultDomain: "contoso.keyhold", CreatedAt: now}),
-		st.CreatePrincipal(ctx, &keyhold.Principal{ID: fx.owner, TenantID: fx.tenant, Type: keyhold.PrincipalUser, UserPrincipalName: "owner@contoso.keyhold", CreatedAt: now}),
-		st.CreateSubscription(ctx, &keyhold.Subscription{ID: fx.sub, TenantID: fx.tenant, State: "Enabled", CreatedAt: now}),
-		st.PutProviderRegistration(ctx, &keyhold.ProviderRegistration{SubscriptionID: fx.sub, Namespace: fx.namespace, State: keyhold.StateRegistered, UpdatedAt: now}),
-		st.CreateRoleAssignment(ctx, &keyhold.RoleAssignment{Name: fx.assignment, TenantID: fx.tenant, Scope: "/subscriptions/" + fx.sub,
-			RoleDefinitionID: owner.ID, PrincipalID: fx.owner, PrincipalType: keyhold.PrincipalUser, CreatedAt: now, UpdatedAt: now}),
-	}
-	for _, g := range fx.groups {
-		errs = append(errs, st.PutResourceGroup(ctx, &keyhold.ResourceGroup{SubscriptionID: fx.sub, Name: g, Location: "westeurope"}))
-	}
+	st := unitenv.SQLite(t, "k.db")
+	s := unitenv.Seeder{TB: t, Store: st, Now: time.Now().UTC()}
+	s.Tenant(fx.tenant, "Contoso", "contoso.keyhold")
+	s.Principals(unitenv.User(fx.owner, fx.tenant, "", "owner@contoso.keyhold"))
+	s.Subscription(fx.sub, fx.tenant, "")
+	s.Register(fx.sub, fx.namespace)
+	s.Assign(fx.assignment, fx.tenant, "/subscriptions/"+fx.sub, rbac.RoleOwner, fx.owner)
+	s.ResourceGroups(fx.sub, "westeurope", fx.groups...)
 	if more != nil {
-		errs = append(errs, more(ctx, st, now)...)
-	}
-	for _, err := range errs {
-		if err != nil {
-			t.Fatal(err)
+		for _, err := range more(ctx, st, s.Now) {
+			s.Must(err)
 		}
 	}
 	a := arm.New(arm.Config{Store: st})
 	register(ctx, st, a)
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		p, err := st.GetPrincipal(r.Context(), id)
-		if err != nil {
-			http.Error(w, "unknown principal", http.StatusUnauthorized)
-			return
-		}
-		a.Handler().ServeHTTP(w, r.WithContext(keyhold.WithCaller(r.Context(), &keyhold.Caller{Principal: p, TenantID: p.TenantID})))
-	}))
+	srv := httptest.NewTLSServer(unitenv.Auth{Store: st, PrincipalOf: unitenv.Bearer}.Handler(a.Handler()))
 	t.Cleanup(srv.Close)
 	c, err := client.New(client.Config{Server: srv.URL, HTTPClient: srv.Client(), Tokens: principalTokens(fx.owner), PollInterval: time.Millisecond})
 	if err != nil {

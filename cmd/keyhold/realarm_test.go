@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -14,9 +13,9 @@ import (
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/client"
 	"github.com/keyhold/keyhold/identity"
+	"github.com/keyhold/keyhold/internal/unitenv"
 	"github.com/keyhold/keyhold/rbac"
 	"github.com/keyhold/keyhold/seal"
-	"github.com/keyhold/keyhold/sqlite"
 )
 
 // The harnesses over real services (graph, policy, vault, deploy) share
@@ -29,27 +28,15 @@ import (
 // none). A failure fails t; the store closes when t ends.
 func seededStore(t *testing.T, adminID, assignment string, more func(ctx context.Context, st keyhold.Store, now time.Time) []error) keyhold.Store {
 	t.Helper()
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "k.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	now := time.Now().UTC()
-	owner, _ := rbac.RoleByName(rbac.RoleOwner)
-	errs := []error{
-		st.CreateTenant(ctx, &keyhold.Tenant{ID: fakeTenant, DisplayName: "Contoso", DefaultDomain: "contoso.keyhold.local", CreatedAt: now}),
-		st.CreatePrincipal(ctx, &keyhold.Principal{ID: adminID, TenantID: fakeTenant, Type: keyhold.PrincipalUser, DisplayName: "Administrator", UserPrincipalName: adminUPN, CreatedAt: now}),
-		st.CreateSubscription(ctx, &keyhold.Subscription{ID: fakeSub, TenantID: fakeTenant, DisplayName: "Keyhold", State: "Enabled", CreatedAt: now}),
-		st.CreateRoleAssignment(ctx, &keyhold.RoleAssignment{Name: assignment, TenantID: fakeTenant, Scope: "/subscriptions/" + fakeSub,
-			RoleDefinitionID: owner.ID, PrincipalID: adminID, PrincipalType: keyhold.PrincipalUser, CreatedAt: now, UpdatedAt: now}),
-	}
+	st := unitenv.SQLite(t, "k.db")
+	s := unitenv.Seeder{TB: t, Store: st, Now: time.Now().UTC()}
+	s.Tenant(fakeTenant, "Contoso", "contoso.keyhold.local")
+	s.Principals(unitenv.User(adminID, fakeTenant, "Administrator", adminUPN))
+	s.Subscription(fakeSub, fakeTenant, "Keyhold")
+	s.Assign(assignment, fakeTenant, "/subscriptions/"+fakeSub, rbac.RoleOwner, adminID)
 	if more != nil {
-		errs = append(errs, more(ctx, st, now)...)
-	}
-	for _, err := range errs {
-		if err != nil {
-			t.Fatal(err)
+		for _, err := range more(context.Background(), st, s.Now) {
+			s.Must(err)
 		}
 	}
 	return st
