@@ -237,14 +237,19 @@ func (c *Client) ListRoleDefinitions(ctx context.Context, scope, roleName string
 	if err != nil || roleName == "" {
 		return defs, err
 	}
-	// Servers may ignore $filter; the answer must hold only the named role.
-	var out []RoleDefinition
-	for _, d := range defs {
-		if strings.EqualFold(d.Properties.RoleName, roleName) {
-			out = append(out, d)
+	return only(defs, func(d *RoleDefinition) string { return d.Properties.RoleName }, roleName), nil
+}
+
+// only keeps the items whose field, as of reads it, is want in any case:
+// servers may ignore $filter, and the answer must hold only what it asked.
+func only[T any](items []T, of func(*T) string, want string) []T {
+	var out []T
+	for i := range items {
+		if strings.EqualFold(of(&items[i]), want) {
+			out = append(out, items[i])
 		}
 	}
-	return out, nil
+	return out
 }
 
 // CreateRoleAssignment assigns the role definition roleDefinitionID (a full
@@ -268,13 +273,7 @@ func (c *Client) ListRoleAssignments(ctx context.Context, scope, principalID str
 	if err != nil || principalID == "" {
 		return as, err
 	}
-	var out []RoleAssignment
-	for _, a := range as {
-		if strings.EqualFold(a.Properties.PrincipalID, principalID) {
-			out = append(out, a)
-		}
-	}
-	return out, nil
+	return only(as, func(a *RoleAssignment) string { return a.Properties.PrincipalID }, principalID), nil
 }
 
 // DeleteRoleAssignment deletes the role assignment with the full id.

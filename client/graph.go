@@ -134,10 +134,8 @@ func (c *Client) GetServicePrincipal(ctx context.Context, idOrAppID string) (*Se
 	if lerr != nil {
 		return nil, err
 	}
-	for _, sp := range sps {
-		if strings.EqualFold(sp.AppID, idOrAppID) {
-			return &sp, nil
-		}
+	if found := only(sps, func(sp *ServicePrincipal) string { return sp.AppID }, idOrAppID); len(found) > 0 {
+		return &found[0], nil
 	}
 	return nil, err
 }

@@ -178,16 +178,10 @@ func (c *Client) FindPolicy(ctx context.Context, sub, name string) (*EnterpriseP
 	if err != nil {
 		return nil, err
 	}
-	var found []EnterprisePolicy
-	for _, p := range ps {
-		if strings.EqualFold(p.Name, name) {
-			found = append(found, p)
-		}
-	}
+	found := only(ps, func(p *EnterprisePolicy) string { return p.Name }, name)
 	switch len(found) {
 	case 0:
-		return nil, &Error{StatusCode: http.StatusNotFound, Code: "ResourceNotFound",
-			Message: fmt.Sprintf("there is no enterprise policy %s in subscription %s", name, sub)}
+		return nil, notFound(fmt.Sprintf("there is no enterprise policy %s in subscription %s", name, sub))
 	case 1:
 		return &found[0], nil
 	}

@@ -155,12 +155,15 @@ func findNamed[T any](items []T, err error, nameOf func(*T) string, name, missin
 	if err != nil {
 		return nil, err
 	}
-	for i := range items {
-		if strings.EqualFold(nameOf(&items[i]), name) {
-			return &items[i], nil
-		}
+	if found := only(items, nameOf, name); len(found) > 0 {
+		return &found[0], nil
 	}
-	return nil, &Error{StatusCode: http.StatusNotFound, Code: "ResourceNotFound", Message: missing}
+	return nil, notFound(missing)
+}
+
+// notFound is the 404 *Error of a name looked for in a list, saying missing.
+func notFound(missing string) *Error {
+	return &Error{StatusCode: http.StatusNotFound, Code: "ResourceNotFound", Message: missing}
 }
 
 // ListVaults lists the vaults of a resource group, or of the whole
