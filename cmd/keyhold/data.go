@@ -151,20 +151,12 @@ func dataTableList() *command {
 		args:     "--env ID [flags]",
 		examples: []string{"keyhold data table list --env ENV", "keyhold data table list --env ENV -o json"},
 		flags:    func(fs *flag.FlagSet) { envFlag(fs, &env) },
-		run: func(ctx context.Context, a *app, args []string) error {
-			if err := noArgs(args); err != nil {
-				return err
-			}
-			env, err := a.envOf(env)
-			if err != nil {
-				return err
-			}
-			c, _, err := a.connect()
-			if err != nil {
-				return err
-			}
+		run: signedIn(argless, func(a *app) (err error) {
+			env, err = a.envOf(env)
+			return err
+		}, func(ctx context.Context, a *app, c *client.Client, _ settings) error {
 			return printList(a, tableTable)(c.ListTables(ctx, env))
-		},
+		}),
 	}
 }
 

@@ -258,22 +258,17 @@ func vaultList() *command {
 			fs.StringVar(&group, "resource-group", "", "only this resource `GROUP`")
 			fs.BoolVar(&deleted, "deleted", false, "list soft-deleted vaults instead")
 		},
-		run: func(ctx context.Context, a *app, args []string) error {
-			if err := noArgs(args); err != nil {
-				return err
-			}
+		run: signedIn(argless, func(*app) error {
 			if deleted && group != "" {
 				return usagef("--deleted lists the whole subscription; drop --resource-group")
 			}
-			c, sub, err := a.connectSub()
-			if err != nil {
-				return err
-			}
+			return nil
+		}, inSub(func(ctx context.Context, a *app, c *client.Client, sub string) error {
 			if deleted {
 				return printList(a, deletedTable)(c.ListDeletedVaults(ctx, sub))
 			}
 			return printList(a, vaultTable)(c.ListVaults(ctx, sub, group))
-		},
+		})),
 	}
 }
 
