@@ -1,7 +1,6 @@
 package environment
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/keyhold/keyhold"
+	"github.com/keyhold/keyhold/internal/unitenv"
 )
 
 // savedOp is one operation save a store accepted.
@@ -69,20 +69,6 @@ func (r *opRecorder) InTx(ctx context.Context, fn func(tx keyhold.Store) error) 
 	return err
 }
 
-// syncBuffer is a log destination several goroutines may write.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 // TestLostLeaseStopsTheStalledWorker has two workers (two Services, as two
 // servers) on one store and one clock. A leases a link and re-encrypts a
 // batch, then stalls past its lease; B leases the operation and runs it.
@@ -109,7 +95,7 @@ func TestLostLeaseStopsTheStalledWorker(t *testing.T) {
 			// Renewals run on a real ticker of a third of this, so none
 			// happens during the test: the lease ends when the clock says.
 			f.svc.cfg.Lifecycle.LeaseDuration = time.Hour
-			var logs syncBuffer
+			var logs unitenv.Buffer
 			f.svc.log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 			b := New(f.svc.cfg)
 			if b.nodeID() == f.svc.nodeID() || !strings.HasPrefix(b.nodeID(), "node-") {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/keyhold/keyhold/identity"
+	"github.com/keyhold/keyhold/internal/unitenv"
 )
 
 // TestDataSurface drives the environment data API through the whole
@@ -14,7 +15,7 @@ import (
 // service's Open as the gate, and a file larger than the server's global
 // body limit, which only file columns may send.
 func TestDataSurface(t *testing.T) {
-	s := start(t, t.TempDir(), &logBuffer{})
+	s := start(t, t.TempDir(), &unitenv.Buffer{})
 	defer s.Close()
 	base := s.URL()
 	bf, _ := readBootstrapFile(t, s.BootstrapFile())

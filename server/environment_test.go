@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/keyhold/keyhold/identity"
+	"github.com/keyhold/keyhold/internal/unitenv"
 )
 
 // TestEnvironmentSurface drives the BAP surface through the whole server:
@@ -13,7 +14,7 @@ import (
 // token for the platform audience, the resource manager keeps /providers,
 // and the vault-call counter is on /metrics.
 func TestEnvironmentSurface(t *testing.T) {
-	s := start(t, t.TempDir(), &logBuffer{})
+	s := start(t, t.TempDir(), &unitenv.Buffer{})
 	defer s.Close()
 	base := s.URL()
 	bf, _ := readBootstrapFile(t, s.BootstrapFile())

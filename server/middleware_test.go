@@ -11,11 +11,12 @@ import (
 	"time"
 
 	"github.com/keyhold/keyhold/httpapi"
+	"github.com/keyhold/keyhold/internal/unitenv"
 	"github.com/keyhold/keyhold/metrics"
 )
 
 func TestRecoverPanics(t *testing.T) {
-	logs := &logBuffer{}
+	logs := &unitenv.Buffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
 	m := metrics.New()
 	h := requestIDs(logger, accessLog(m, time.Now, recoverPanics(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
@@ -135,7 +136,7 @@ func TestLimitBody(t *testing.T) {
 }
 
 func TestAccessLogHasNoQueryOrHeaders(t *testing.T) {
-	logs := &logBuffer{}
+	logs := &unitenv.Buffer{}
 	h := requestIDs(slog.New(slog.NewJSONHandler(logs, nil)), accessLog(metrics.New(), time.Now,
 		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) })))
 	req := httptest.NewRequest("GET", "/things?sig=query-secret", nil)

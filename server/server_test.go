@@ -16,31 +16,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/identity"
+	"github.com/keyhold/keyhold/internal/unitenv"
 )
-
-// logBuffer collects the server's log lines for the tests to grep.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 func noEnv(string) string { return "" }
 
@@ -138,7 +120,7 @@ func token(t *testing.T, c *http.Client, base, tenant string, form url.Values) s
 
 func TestServerEndToEnd(t *testing.T) {
 	dir := t.TempDir()
-	logs := &logBuffer{}
+	logs := &unitenv.Buffer{}
 	s := start(t, dir, logs)
 	base := s.URL()
 	if !strings.HasPrefix(base, "https://127.0.0.1:") || !strings.HasSuffix(base, "/") {
@@ -407,7 +389,7 @@ func TestDeletedBootstrapFileIsNotRecreated(t *testing.T) {
 	s := start(t, dir, io.Discard)
 	s.Close()
 	os.Remove(filepath.Join(dir, BootstrapFile))
-	logs := &logBuffer{}
+	logs := &unitenv.Buffer{}
 	s = start(t, dir, logs)
 	s.Close()
 	if _, err := os.Stat(filepath.Join(dir, BootstrapFile)); !errors.Is(err, os.ErrNotExist) {

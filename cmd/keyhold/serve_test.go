@@ -7,28 +7,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/keyhold/keyhold/internal/unitenv"
 )
-
-// syncBuffer is a bytes.Buffer safe for the server goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func TestServeHelp(t *testing.T) {
 	var stdout, stderr bytes.Buffer
@@ -83,7 +66,7 @@ func TestServeRunsAndStops(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	stdout, stderr := &unitenv.Buffer{}, &unitenv.Buffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- cmdServe(ctx, []string{"--listen", "127.0.0.1:0", "--data-dir", dir, "--hostname", "keyhold.test,10.9.8.7", "--profile", "preview",
