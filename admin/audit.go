@@ -68,9 +68,18 @@ func (a *Admin) changeKey(w http.ResponseWriter, r *http.Request, s *session) {
 	ctx, c := r.Context(), a.client(s)
 	envID, policyID := r.PathValue("id"), r.PostFormValue("policy")
 	back := "/admin/environments/" + url.PathEscape(envID)
+	// refuse shows the environment page again with why next to the field.
+	refuse := func(status int, msg string) {
+		v, err := a.loadEnvironment(r, s)
+		if err != nil {
+			a.fail(w, r, s, err)
+			return
+		}
+		v.ChangeKeyError = msg
+		a.render(w, r, s, status, "environment", v)
+	}
 	if !client.IsPolicyID(policyID) {
-		a.flash(s, "Choose the policy whose key the environment should use.")
-		http.Redirect(w, r, back, http.StatusSeeOther)
+		refuse(http.StatusBadRequest, "Choose the policy whose key the environment should use.")
 		return
 	}
 	if r.PostFormValue("confirm") != "yes" {
@@ -80,12 +89,16 @@ func (a *Admin) changeKey(w http.ResponseWriter, r *http.Request, s *session) {
 		return
 	}
 	p, err := c.GetPolicy(ctx, policyID)
-	if err != nil {
-		a.flashErr(w, r, s, err, back)
+	if err == nil {
+		err = a.lifecycle(ctx, c, envID, "link", p.Properties.SystemID)
+	}
+	var ce *client.Error
+	if err != nil && asClientError(err, &ce) && ce.StatusCode < 500 {
+		refuse(ce.StatusCode, ce.Message)
 		return
 	}
-	if err := a.lifecycle(ctx, c, envID, "link", p.Properties.SystemID); err != nil {
-		a.flashErr(w, r, s, err, back)
+	if err != nil {
+		a.fail(w, r, s, err)
 		return
 	}
 	a.flash(s, "The key is being changed to "+p.Name+"'s.")

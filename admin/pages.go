@@ -21,7 +21,7 @@ func (a *Admin) routes() {
 	m.HandleFunc("POST /admin/signout", a.page(false, a.signOut))
 	m.HandleFunc("GET /admin/{$}", a.page(false, a.home))
 	m.HandleFunc("GET /admin/environments", a.page(true, a.environments))
-	m.HandleFunc("GET /admin/environments/{id}", a.page(true, a.environment))
+	m.HandleFunc("GET /admin/environments/{id}", a.page(true, show(a, "environment", a.loadEnvironment)))
 	m.HandleFunc("GET /admin/environments/{id}/status", a.page(true, a.environmentStatus))
 	m.HandleFunc("POST /admin/environments/{id}/reenable", a.page(true, a.reenable))
 	m.HandleFunc("GET /admin/policies", a.page(true, a.policies))
@@ -278,27 +278,28 @@ type envView struct {
 	// Others are the policies in the environment's region it could change
 	// its key to.
 	Others []client.EnterprisePolicy
+	// ChangeKeyError is why Change key was refused, shown next to its field.
+	ChangeKeyError string
 }
 
-func (a *Admin) environment(w http.ResponseWriter, r *http.Request, s *session) {
+// loadEnvironment reads the environment of the request's path, its history
+// and the policies it could change its key to.
+func (a *Admin) loadEnvironment(r *http.Request, s *session) (envView, error) {
 	c := a.client(s)
 	e, err := c.GetEnvironment(r.Context(), r.PathValue("id"))
 	if err != nil {
-		a.fail(w, r, s, err)
-		return
+		return envView{}, err
 	}
 	hist, err := c.EnvironmentHistory(r.Context(), e.Name)
 	if err != nil {
-		a.fail(w, r, s, err)
-		return
+		return envView{}, err
 	}
 	sort.Slice(hist, func(i, j int) bool { return hist[i].CreatedDateTime.After(hist[j].CreatedDateTime) })
 	v := envView{Env: e, PolicyName: policyName(e.Policy()), History: hist}
 	if e.Policy() != "" {
 		ps, err := a.listPolicies(r.Context(), c)
 		if err != nil {
-			a.fail(w, r, s, err)
-			return
+			return envView{}, err
 		}
 		for _, p := range ps {
 			if !strings.EqualFold(p.ID, e.Policy()) && strings.EqualFold(p.Location, e.Location) {
@@ -306,7 +307,7 @@ func (a *Admin) environment(w http.ResponseWriter, r *http.Request, s *session) 
 			}
 		}
 	}
-	a.render(w, r, s, http.StatusOK, "environment", v)
+	return v, nil
 }
 
 // statusView is what the environment page polls for live progress.

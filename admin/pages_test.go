@@ -1,6 +1,7 @@
 package admin_test
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -8,7 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keyhold/keyhold"
 	"github.com/keyhold/keyhold/admin"
+	"github.com/keyhold/keyhold/client"
 	"github.com/keyhold/keyhold/identity"
 	"github.com/keyhold/keyhold/internal/testenv"
 )
@@ -225,5 +228,49 @@ func TestKeyDisableAsksFirst(t *testing.T) {
 	}
 	if enabled() {
 		t.Fatal("the key is still enabled after the confirmed disable")
+	}
+}
+
+// TestChangeKeyRefusals: Change key answers a bad choice, and the API's
+// refusal of a policy that does not exist, next to its field on the
+// environment page, with the matching status.
+func TestChangeKeyRefusals(t *testing.T) {
+	e := testenv.Start(t)
+	ctx := context.Background()
+	base := strings.TrimSuffix(e.Server.URL(), "/")
+	api, err := client.New(client.Config{Server: e.Server.URL(), HTTPClient: e.HTTP})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := api.WithTokens(client.NewCredentialSource(api, e.Boot.TenantID,
+		client.Credential{Username: e.Boot.AdminUsername, Password: keyhold.NewSecret([]byte(e.Boot.AdminPassword))}, nil))
+	env, err := admin.CreateEnvironment(ctx, client.EnvironmentSpec{DisplayName: "Contoso", Region: "unitedstates", Type: client.EnvironmentSandbox, Managed: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, csrf := signInPages(t, e, e.Boot.AdminUsername, e.Boot.AdminPassword)
+	path := base + "/admin/environments/" + env.Name + "/changekey"
+	missing := client.PolicyID(e.Boot.SubscriptionID, "rg-none", "ep-none")
+	tests := []struct {
+		name   string
+		form   url.Values
+		status int
+		want   string
+	}{
+		{"no policy", url.Values{"csrf": {csrf}}, http.StatusBadRequest, "Choose the policy whose key the environment should use."},
+		{"not a policy id", url.Values{"csrf": {csrf}, "policy": {"/subscriptions/x"}}, http.StatusBadRequest, "Choose the policy whose key the environment should use."},
+		{"a policy that does not exist", url.Values{"csrf": {csrf}, "policy": {missing}, "confirm": {"yes"}}, http.StatusNotFound, "ep-none"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := do(t, c, "POST", path, tt.form)
+			if resp.StatusCode != tt.status {
+				t.Fatalf("status = %d, want %d: %s", resp.StatusCode, tt.status, body)
+			}
+			i := strings.Index(body, `<p class="field-error" id="policy-error">`)
+			if i < 0 || !strings.Contains(body[i:], tt.want) || !strings.Contains(body, `aria-describedby="policy-error"`) {
+				t.Fatalf("the refusal is not next to the field: %s", body)
+			}
+		})
 	}
 }
