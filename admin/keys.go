@@ -44,12 +44,7 @@ func readKeyMaterial(r *http.Request) (keyhold.Secret, error) {
 // JWK) of 2048, 3072 or 4096 bits as a new key. The material is converted
 // to a JWK here, sent to the vault and wiped; it is never logged nor shown
 // again, so a refused form comes back with the key field empty.
-func (a *Admin) importKey(w http.ResponseWriter, r *http.Request, s *session) {
-	v, err := a.loadVault(r, s)
-	if err != nil {
-		a.fail(w, r, s, err)
-		return
-	}
+func (a *Admin) importKey(w http.ResponseWriter, r *http.Request, s *session, v vaultView) {
 	f := importForm{Name: strings.TrimSpace(r.PostFormValue("import-name")), Kty: r.PostFormValue("import-kty"), Expires: strings.TrimSpace(r.PostFormValue("import-expires"))}
 	v.ImportForm = f
 	if !keyNameRE.MatchString(f.Name) {

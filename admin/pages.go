@@ -86,13 +86,22 @@ func (a *Admin) render(w http.ResponseWriter, r *http.Request, s *session, statu
 // show is a page that loads its view with load and renders it as template
 // name; a failed load is shown by fail.
 func show[T any](a *Admin, name string, load func(*http.Request, *session) (T, error)) func(http.ResponseWriter, *http.Request, *session) {
+	return withView(a, load, func(w http.ResponseWriter, r *http.Request, s *session, v T) {
+		a.render(w, r, s, http.StatusOK, name, v)
+	})
+}
+
+// withView is a form handler that starts from its page's view, which it
+// fills in (the form's values, its errors) to render again when the input
+// is refused; a failed load is shown by fail.
+func withView[T any](a *Admin, load func(*http.Request, *session) (T, error), h func(http.ResponseWriter, *http.Request, *session, T)) func(http.ResponseWriter, *http.Request, *session) {
 	return func(w http.ResponseWriter, r *http.Request, s *session) {
 		v, err := load(r, s)
 		if err != nil {
 			a.fail(w, r, s, err)
 			return
 		}
-		a.render(w, r, s, http.StatusOK, name, v)
+		h(w, r, s, v)
 	}
 }
 

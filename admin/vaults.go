@@ -30,19 +30,19 @@ var (
 
 func (a *Admin) vaultRoutes(m *http.ServeMux) {
 	m.HandleFunc("GET /admin/vaults", a.page(false, show(a, "vaults", a.loadVaults)))
-	m.HandleFunc("POST /admin/vaults", a.page(false, a.createVault))
+	m.HandleFunc("POST /admin/vaults", a.page(false, withView(a, a.loadVaults, a.createVault)))
 	m.HandleFunc("POST /admin/vaults/recover", a.page(false, a.recoverVault))
 	m.HandleFunc("GET /admin/vaults/{sub}/{group}/{name}", a.page(false, show(a, "vault", a.loadVaultPage)))
 	m.HandleFunc("POST /admin/vaults/{sub}/{group}/{name}/delete", a.page(false, a.deleteVault))
-	m.HandleFunc("POST /admin/vaults/{sub}/{group}/{name}/network", a.page(false, a.updateNetwork))
-	m.HandleFunc("POST /admin/vaults/{sub}/{group}/{name}/keys", a.page(false, a.createKey))
-	m.HandleFunc("POST /admin/vaults/{sub}/{group}/{name}/import", a.page(false, a.importKey))
+	m.HandleFunc("POST /admin/vaults/{sub}/{group}/{name}/network", a.page(false, withView(a, a.loadVault, a.updateNetwork)))
+	m.HandleFunc("POST /admin/vaults/{sub}/{group}/{name}/keys", a.page(false, withView(a, a.loadVault, a.createKey)))
+	m.HandleFunc("POST /admin/vaults/{sub}/{group}/{name}/import", a.page(false, withView(a, a.loadVault, a.importKey)))
 	m.HandleFunc("GET /admin/vaults/{sub}/{group}/{name}/keys/{key}", a.page(false, show(a, "key", a.loadKey)))
 	m.HandleFunc("POST /admin/vaults/{sub}/{group}/{name}/keys/{key}", a.page(false, a.keyAction))
 	m.HandleFunc("POST /admin/vaults/{sub}/{group}/{name}/keys/{key}/rotate", a.page(false, a.rotateKey))
 	m.HandleFunc("POST /admin/vaults/{sub}/{group}/{name}/keys/{key}/versions/{version}", a.page(false, a.versionAction))
-	m.HandleFunc("POST /admin/vaults/{sub}/{group}/{name}/access", a.page(false, a.addAccess))
-	m.HandleFunc("POST /admin/vaults/{sub}/{group}/{name}/access/remove", a.page(false, a.removeAccess))
+	m.HandleFunc("POST /admin/vaults/{sub}/{group}/{name}/access", a.page(false, withView(a, a.loadVault, a.addAccess)))
+	m.HandleFunc("POST /admin/vaults/{sub}/{group}/{name}/access/remove", a.page(false, withView(a, a.loadVault, a.removeAccess)))
 	m.HandleFunc("GET /admin/kv/policies", a.page(false, a.kvPolicies))
 	m.HandleFunc("POST /admin/kv/policies/reader", a.page(false, a.grantReader))
 }
@@ -128,12 +128,7 @@ func (a *Admin) loadVaults(r *http.Request, s *session) (vaultsView, error) {
 
 // createVault creates a vault with soft delete and purge protection on,
 // which the CMK preconditions require, and the chosen network access.
-func (a *Admin) createVault(w http.ResponseWriter, r *http.Request, s *session) {
-	v, err := a.loadVaults(r, s)
-	if err != nil {
-		a.fail(w, r, s, err)
-		return
-	}
+func (a *Admin) createVault(w http.ResponseWriter, r *http.Request, s *session, v vaultsView) {
 	f := vaultForm{Sub: r.PostFormValue("subscription"), Group: strings.TrimSpace(r.PostFormValue("group")),
 		Name: strings.TrimSpace(r.PostFormValue("name")), Location: strings.TrimSpace(r.PostFormValue("location")),
 		Network: r.PostFormValue("network"), IPRules: r.PostFormValue("iprules")}
@@ -290,12 +285,7 @@ func (a *Admin) loadVaultPage(r *http.Request, s *session) (vaultView, error) {
 
 // createKey creates an RSA key (2048, 3072 or 4096 bits), optionally
 // with an expiry date.
-func (a *Admin) createKey(w http.ResponseWriter, r *http.Request, s *session) {
-	v, err := a.loadVault(r, s)
-	if err != nil {
-		a.fail(w, r, s, err)
-		return
-	}
+func (a *Admin) createKey(w http.ResponseWriter, r *http.Request, s *session, v vaultView) {
 	f := keyForm{Name: strings.TrimSpace(r.PostFormValue("key")), Kty: r.PostFormValue("kty"), Size: r.PostFormValue("size"), Expires: strings.TrimSpace(r.PostFormValue("expires"))}
 	v.KeyForm = f
 	if !keyNameRE.MatchString(f.Name) {
@@ -310,6 +300,7 @@ func (a *Admin) createKey(w http.ResponseWriter, r *http.Request, s *session) {
 	}
 	var expires time.Time
 	if f.Expires != "" {
+		var err error
 		expires, err = time.Parse("2006-01-02", f.Expires)
 		if err != nil {
 			v.Errors["expires"] = "Enter the expiry date as YYYY-MM-DD."
@@ -377,12 +368,7 @@ func (a *Admin) keyAction(w http.ResponseWriter, r *http.Request, s *session) {
 }
 
 // addAccess adds an access policy; the preset fills in the CMK permissions.
-func (a *Admin) addAccess(w http.ResponseWriter, r *http.Request, s *session) {
-	v, err := a.loadVault(r, s)
-	if err != nil {
-		a.fail(w, r, s, err)
-		return
-	}
+func (a *Admin) addAccess(w http.ResponseWriter, r *http.Request, s *session, v vaultView) {
 	obj := strings.TrimSpace(r.PostFormValue("object"))
 	v.Object = obj
 	perms := r.PostForm["perm"]
@@ -640,12 +626,7 @@ func parseNetwork(mode, rulesText string, bypass bool, prev *client.VaultNetwork
 // updateNetwork saves the Networking card. Closing the vault to public
 // networks or to all but some addresses asks first: it can lock every
 // environment whose policy uses the vault.
-func (a *Admin) updateNetwork(w http.ResponseWriter, r *http.Request, s *session) {
-	v, err := a.loadVault(r, s)
-	if err != nil {
-		a.fail(w, r, s, err)
-		return
-	}
+func (a *Admin) updateNetwork(w http.ResponseWriter, r *http.Request, s *session, v vaultView) {
 	f := networkForm{Network: r.PostFormValue("network"), IPRules: r.PostFormValue("iprules"), Bypass: r.PostFormValue("bypass") == "on"}
 	v.Network = f
 	net, errs := parseNetwork(f.Network, f.IPRules, f.Bypass, v.Vault.Properties.NetworkACLs)
@@ -765,12 +746,7 @@ func (a *Admin) recoverVault(w http.ResponseWriter, r *http.Request, s *session)
 }
 
 // removeAccess removes a principal's access policy after confirmation.
-func (a *Admin) removeAccess(w http.ResponseWriter, r *http.Request, s *session) {
-	v, err := a.loadVault(r, s)
-	if err != nil {
-		a.fail(w, r, s, err)
-		return
-	}
+func (a *Admin) removeAccess(w http.ResponseWriter, r *http.Request, s *session, v vaultView) {
 	obj := strings.TrimSpace(r.PostFormValue("object"))
 	var row *accessRow
 	for i := range v.Access {
