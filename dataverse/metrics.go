@@ -2,9 +2,8 @@ package dataverse
 
 import (
 	"net/http"
-	"sync"
 
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/keyhold/keyhold/metrics"
 )
 
 // Outcomes of a data request, as the request counter labels them.
@@ -21,20 +20,12 @@ const (
 // Metrics counts data requests by operation and outcome. It is a
 // prometheus.Collector of keyhold_data_requests_total{operation, outcome};
 // register it on the server's registry.
-type Metrics struct {
-	desc *prometheus.Desc
-	mu   sync.Mutex
-	n    map[[2]string]uint64
-}
+type Metrics struct{ *metrics.Pairs }
 
 // NewMetrics returns a counter with every count at zero.
 func NewMetrics() *Metrics {
-	return &Metrics{
-		desc: prometheus.NewDesc("keyhold_data_requests_total",
-			"Requests to environment data APIs, by operation and outcome.",
-			[]string{"operation", "outcome"}, nil),
-		n: map[[2]string]uint64{},
-	}
+	return &Metrics{metrics.NewPairs("keyhold_data_requests_total",
+		"Requests to environment data APIs, by operation and outcome.", "operation", "outcome")}
 }
 
 // outcome names the outcome of a response with status; locked tells a lock
@@ -57,33 +48,7 @@ func outcome(status int, locked bool) string {
 	return OutcomeInvalid
 }
 
-func (m *Metrics) observe(op string, status int, locked bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.n[[2]string{op, outcome(status, locked)}]++
-}
+func (m *Metrics) observe(op string, status int, locked bool) { m.Inc(op, outcome(status, locked)) }
 
 // Count returns the number of requests with outcome, over every operation.
-func (m *Metrics) Count(outcome string) uint64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var total uint64
-	for k, v := range m.n {
-		if k[1] == outcome {
-			total += v
-		}
-	}
-	return total
-}
-
-// Describe implements prometheus.Collector.
-func (m *Metrics) Describe(ch chan<- *prometheus.Desc) { ch <- m.desc }
-
-// Collect implements prometheus.Collector.
-func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for k, v := range m.n {
-		ch <- prometheus.MustNewConstMetric(m.desc, prometheus.CounterValue, float64(v), k[0], k[1])
-	}
-}
+func (m *Metrics) Count(outcome string) uint64 { return m.Sum("", outcome) }
